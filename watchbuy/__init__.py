@@ -1,0 +1,1 @@
+"""watchbuy: identify which product of a livestream's catalogue is on screen."""
