@@ -1,0 +1,1 @@
+"""Indexer: catalogue readers, index building and the versioned per-stream index store."""

@@ -1,0 +1,74 @@
+"""`python -m indexer build --stream ID [--catalogue DIR] [--factory F] [--strict]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from indexer.build import BuildError, build_stream
+from indexer.catalogue import CatalogueError, read_catalogue
+from indexer.store import IndexStore
+from models.artifacts import ModelArtifactError
+from models.loader import load_configured_models
+from watchbuy.settings import Settings, get_settings
+
+console = Console(stderr=True)
+
+
+def _catalogue_dir(args: argparse.Namespace, settings: Settings) -> Path:
+    if args.catalogue:
+        return Path(args.catalogue)
+    if settings.catalogue_root is None:
+        raise CatalogueError("no --catalogue given and WATCHBUY_CATALOGUE_ROOT is not set")
+    return settings.catalogue_root / args.stream
+
+
+def build(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    store = IndexStore(settings.index_root, keep_versions=settings.index_keep_versions)
+    try:
+        catalogue = read_catalogue(_catalogue_dir(args, settings), args.stream, strict=args.strict)
+        models = load_configured_models(settings)
+        summary, issues = build_stream(
+            catalogue, models, store, factory=args.factory or settings.index_factory, strict=args.strict
+        )
+    except (CatalogueError, BuildError, ModelArtifactError, ValueError) as exc:
+        console.print(f"[red]build failed:[/red] {exc}")
+        return 1
+    for issue in issues:
+        console.print(f"[yellow]skipped[/yellow] {issue.source}: {issue.message}")
+    table = Table(title=f"index {summary.stream_id} {summary.version}", show_header=False)
+    for name, value in (
+        ("products", summary.products),
+        ("images", summary.images),
+        ("vectors", summary.vectors),
+        ("skipped entries", summary.skipped),
+        ("seconds", f"{summary.seconds:.1f}"),
+        ("images/s", f"{summary.images_per_second:.1f}"),
+        ("published to", str(store.root / summary.stream_id / summary.version)),
+    ):
+        table.add_row(name, str(value))
+    console.print(table)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m indexer")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cmd = sub.add_parser("build", help="embed a stream's catalogue and publish a new index version")
+    cmd.add_argument("--stream", required=True, help="stream id ([A-Za-z0-9._-]{1,128})")
+    cmd.add_argument("--catalogue", help="catalogue folder (default: $WATCHBUY_CATALOGUE_ROOT/<stream>)")
+    cmd.add_argument("--factory", help="FAISS index factory string (default: WATCHBUY_INDEX_FACTORY)")
+    cmd.add_argument("--strict", action="store_true", help="fail on the first broken catalogue entry")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return build(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Catalogue → embedded boxes → FAISS inner-product index, published to the versioned store."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import faiss
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from indexer.catalogue import Catalogue, CatalogueImage, CatalogueIssue
+from indexer.store import IndexStore, VectorEntry
+from models.embedder import crop
+from models.loader import Models
+from models.proposals import ProposalConfig, propose
+from models.types import Box
+
+EMBED_BATCH = 32
+# Catalogue images without boxes: the detector's proposals (no full-frame fallback) plus the full image.
+CATALOGUE_PROPOSALS = ProposalConfig(full_frame_fallback=False)
+
+
+class BuildError(RuntimeError):
+    """The build cannot produce an index (nothing usable, or strict mode hit a broken entry)."""
+
+
+@dataclass(slots=True)
+class EmbeddedCatalogue:
+    vectors: np.ndarray
+    entries: list[VectorEntry]
+    titles: dict[str, str]
+    issues: list[CatalogueIssue] = field(default_factory=list)
+    n_images: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BuildSummary:
+    stream_id: str
+    version: str
+    products: int
+    images: int
+    vectors: int
+    skipped: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+def catalogue_boxes(image: CatalogueImage, pixels: np.ndarray, models: Models) -> list[Box]:
+    """The annotated boxes; else the detector's proposals plus the whole image."""
+    if image.boxes:
+        return list(image.boxes)
+    h, w = pixels.shape[:2]
+    found = propose(models.detector.detect(pixels), w, h, CATALOGUE_PROPOSALS)
+    return [p.box for p in found] + [(0.0, 0.0, float(w), float(h))]
+
+
+def _crops(
+    catalogue: Catalogue, models: Models, strict: bool, issues: list[CatalogueIssue], progress: tqdm
+) -> Iterator[tuple[VectorEntry, np.ndarray]]:
+    for product in catalogue.products:
+        for image in product.images:
+            try:
+                with Image.open(image.path) as handle:
+                    pixels = np.asarray(handle.convert("RGB"))
+            except (OSError, ValueError) as exc:
+                issue = CatalogueIssue(image.source, f"cannot decode {image.path}: {exc}")
+                if strict:
+                    raise BuildError(f"{issue.source}: {issue.message}") from exc
+                issues.append(issue)
+                progress.update(1)
+                continue
+            for box in catalogue_boxes(image, pixels, models):
+                yield VectorEntry(product.product_id, image.image_id, tuple(float(v) for v in box)), crop(pixels, box)
+            progress.update(1)
+
+
+def embed_catalogue(catalogue: Catalogue, models: Models, strict: bool = False, show_progress: bool = True) -> EmbeddedCatalogue:
+    """Embed every usable box of every image, EMBED_BATCH crops per model call."""
+    issues = list(catalogue.issues)
+    entries: list[VectorEntry] = []
+    parts: list[np.ndarray] = []
+    pending: list[np.ndarray] = []
+    n_images = sum(len(p.images) for p in catalogue.products)
+    with tqdm(total=n_images, unit="img", desc=f"embed {catalogue.stream_id}", disable=not show_progress) as bar:
+        for entry, patch in _crops(catalogue, models, strict, issues, bar):
+            entries.append(entry)
+            pending.append(patch)
+            if len(pending) == EMBED_BATCH:
+                parts.append(models.embedder.embed(pending))
+                pending = []
+        if pending:
+            parts.append(models.embedder.embed(pending))
+    decoded = n_images - (len(issues) - len(catalogue.issues))
+    vectors = np.concatenate(parts) if parts else np.zeros((0, models.embedder.dim), dtype=np.float32)
+    indexed = {e.product_id for e in entries}
+    titles = {p.product_id: p.title for p in catalogue.products if p.product_id in indexed}
+    return EmbeddedCatalogue(vectors, entries, titles, issues, decoded)
+
+
+def make_faiss_index(vectors: np.ndarray, factory: str) -> faiss.Index:
+    """An inner-product index from a factory string ("Flat", "IVF256,Flat", "HNSW32", …), trained and filled."""
+    index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:
+        try:
+            index.train(vectors)
+        except RuntimeError as exc:
+            raise BuildError(f"index factory {factory!r} cannot be trained on {len(vectors)} vectors: {exc}") from exc
+    index.add(vectors)
+    return index
+
+
+def build_stream(
+    catalogue: Catalogue,
+    models: Models,
+    store: IndexStore,
+    factory: str = "Flat",
+    strict: bool = False,
+    show_progress: bool = True,
+) -> tuple[BuildSummary, list[CatalogueIssue]]:
+    """Embed, index and publish one stream; the store's CURRENT changes only if all of it worked."""
+    if strict and catalogue.issues:
+        first = catalogue.issues[0]
+        raise BuildError(f"{first.source}: {first.message}")
+    started = time.perf_counter()
+    embedded = embed_catalogue(catalogue, models, strict=strict, show_progress=show_progress)
+    if not embedded.entries:
+        raise BuildError(f"stream {catalogue.stream_id}: no usable catalogue image in {catalogue.root}")
+    index = make_faiss_index(embedded.vectors, factory)
+    model_hashes = {m.record.role: m.record.sha256 for m in models.loaded}
+    version = store.publish(
+        catalogue.stream_id,
+        index,
+        embedded.entries,
+        embedded.titles,
+        extra={
+            "factory": factory,
+            "models": model_hashes,
+            "catalogue": {"root": str(Path(catalogue.root).resolve()), "layout": catalogue.layout},
+            "images": embedded.n_images,
+            "skipped": len(embedded.issues),
+        },
+    )
+    summary = BuildSummary(
+        stream_id=catalogue.stream_id,
+        version=version,
+        products=len(embedded.titles),
+        images=embedded.n_images,
+        vectors=len(embedded.entries),
+        skipped=len(embedded.issues),
+        seconds=time.perf_counter() - started,
+    )
+    return summary, embedded.issues
+

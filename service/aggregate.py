@@ -1,0 +1,89 @@
+"""Box-level neighbours → ranked products and the abstain decision.
+
+Evidence is combined in two steps: within a frame a product scores its best similarity over the
+frame's boxes (the product is on screen once, in whichever box fits it best); over frames the
+per-frame scores are averaged, and a frame where the product was not among any box's neighbours
+counts with that frame's lowest retrieved similarity. A product seen in every frame thus beats one
+that matched a single frame by chance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from indexer.store import StreamIndex
+from models.types import Box, Detection
+
+
+@dataclass(frozen=True, slots=True)
+class BoxMatch:
+    product_id: str
+    image_id: str
+    image_box: Box
+    similarity: float
+
+
+@dataclass(frozen=True, slots=True)
+class BoxEvidence:
+    proposal: Detection
+    matches: tuple[BoxMatch, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RankedProduct:
+    product_id: str
+    score: float
+    title: str
+
+
+def box_matches(index: StreamIndex, rows: np.ndarray, sims: np.ndarray, limit: int) -> tuple[BoxMatch, ...]:
+    """The best neighbour of each distinct product among one box's neighbours, at most `limit`."""
+    seen: set[str] = set()
+    matches: list[BoxMatch] = []
+    for row, sim in zip(rows.tolist(), sims.tolist()):
+        if row < 0:
+            continue
+        entry = index.entries[row]
+        if entry.product_id in seen:
+            continue
+        seen.add(entry.product_id)
+        matches.append(BoxMatch(entry.product_id, entry.image_id, entry.box, float(sim)))
+        if len(matches) == limit:
+            break
+    return tuple(matches)
+
+
+def frame_scores(index: StreamIndex, rows: np.ndarray, sims: np.ndarray) -> tuple[dict[str, float], float]:
+    """For one frame's boxes (rows/sims: [boxes, k]): best similarity per product, and the frame's floor."""
+    best: dict[str, float] = {}
+    for row, sim in zip(rows.ravel().tolist(), sims.ravel().tolist()):
+        if row < 0:
+            continue
+        pid = index.entries[row].product_id
+        if sim > best.get(pid, -np.inf):
+            best[pid] = sim
+    valid = sims[rows >= 0]
+    floor = float(valid.min()) if valid.size else 0.0
+    return best, floor
+
+
+def rank_products(
+    index: StreamIndex, per_frame: Sequence[tuple[dict[str, float], float]], top_k: int
+) -> list[RankedProduct]:
+    """Average each product's per-frame best similarity over all frames; best first."""
+    if not per_frame:
+        return []
+    candidates = set().union(*(scores for scores, _ in per_frame))
+    totals = {
+        pid: sum(scores.get(pid, floor) for scores, floor in per_frame) / len(per_frame) for pid in candidates
+    }
+    ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:top_k]
+    return [RankedProduct(pid, float(score), index.titles.get(pid, "")) for pid, score in ranked]
+
+
+def should_abstain(products: Sequence[RankedProduct], threshold: float) -> bool:
+    """True when nothing in the catalogue is similar enough to be the product on screen."""
+    return not products or products[0].score < threshold

@@ -1,0 +1,77 @@
+"""Internal results → response models (the one place that shapes the JSON answer)."""
+
+from __future__ import annotations
+
+from indexer.store import StreamIndex
+from models.loader import LoadedModel
+from service.pipeline import Identification
+from service.schemas import (
+    BoxMatchOut,
+    BoxOut,
+    FrameOut,
+    IdentifyResponse,
+    ModelInfo,
+    ProductOut,
+    StreamInfo,
+    TimingsOut,
+)
+
+
+def _r(value: float, digits: int = 4) -> float:
+    return round(float(value), digits)
+
+
+def identify_response(result: Identification) -> IdentifyResponse:
+    frames = [
+        FrameOut(
+            frame_index=frame.frame_index,
+            width=frame.width,
+            height=frame.height,
+            boxes=[
+                BoxOut(
+                    box=[_r(v, 1) for v in evidence.proposal.box],
+                    label=evidence.proposal.label,
+                    detector_score=_r(evidence.proposal.score),
+                    matches=[
+                        BoxMatchOut(
+                            product_id=m.product_id,
+                            image_id=m.image_id,
+                            image_box=[_r(v, 1) for v in m.image_box],
+                            similarity=_r(m.similarity),
+                        )
+                        for m in evidence.matches
+                    ],
+                )
+                for evidence in frame.boxes
+            ],
+        )
+        for frame in result.frames
+    ]
+    return IdentifyResponse(
+        stream_id=result.stream_id,
+        index_version=result.index_version,
+        abstain=result.abstain,
+        products=[ProductOut(product_id=p.product_id, score=_r(p.score), title=p.title) for p in result.products],
+        frames=frames,
+        timings_ms=TimingsOut(**{k: _r(v, 2) for k, v in result.timings_ms.items()}),
+    )
+
+
+def stream_info(index: StreamIndex) -> StreamInfo:
+    return StreamInfo(
+        stream_id=index.stream_id,
+        index_version=index.version,
+        products=index.n_products,
+        vectors=index.n_vectors,
+        built_at=index.built_at,
+    )
+
+
+def model_info(model: LoadedModel) -> ModelInfo:
+    return ModelInfo(
+        role=model.record.role,
+        name=model.record.name,
+        sha256=model.record.sha256,
+        provider=model.session.provider,
+        providers=list(model.session.providers),
+    )

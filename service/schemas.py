@@ -1,0 +1,124 @@
+"""Request and response models of the HTTP API (pydantic lives here, at the edge only).
+
+Limits that depend on `Settings` (frame count, top_k upper bound) are checked in
+`service.request_parsing`, not here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: stream_id and session_id: safe to use in paths, Redis keys and metric labels.
+ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+MAX_ASR_CHARS = 4000
+
+StreamId = Annotated[str, Field(pattern=ID_PATTERN, description="Stream whose catalogue is searched.")]
+SessionId = Annotated[str, Field(pattern=ID_PATTERN, description="Viewer session, for temporal smoothing.")]
+BoxList = Annotated[list[float], Field(min_length=4, max_length=4, description="[x1, y1, x2, y2] in pixels.")]
+
+
+class _Strict(BaseModel):
+    """JSON requests: no type coercion ("5" is not an int), no unknown fields."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class FrameIn(_Strict):
+    image: str = Field(min_length=1, description="Base64 JPEG/PNG/WebP, or a `data:image/...;base64,` URL.")
+    frame_index: int | None = Field(None, ge=0, description="Defaults to the frame's position (0, 1, ...).")
+
+
+class IdentifyFields(_Strict):
+    """The non-frame fields shared by the JSON and the multipart form of /identify."""
+
+    stream_id: StreamId
+    asr_text: str | None = Field(None, max_length=MAX_ASR_CHARS, description="Speech transcript nearby.")
+    top_k: int = Field(5, ge=1, description="Products returned (at most `max_top_k`).")
+    session_id: SessionId | None = None
+
+
+class IdentifyRequest(IdentifyFields):
+    frames: list[FrameIn] = Field(min_length=1, description="Frames of the stream (at most `max_frames`).")
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+
+class BoxMatchOut(BaseModel):
+    product_id: str
+    image_id: str
+    image_box: BoxList | None = Field(None, description="Box in the catalogue image, when known.")
+    similarity: float
+
+
+class BoxOut(BaseModel):
+    box: BoxList
+    label: str
+    detector_score: float
+    matches: list[BoxMatchOut]
+
+
+class FrameOut(BaseModel):
+    frame_index: int
+    width: int
+    height: int
+    boxes: list[BoxOut]
+
+
+class ProductOut(BaseModel):
+    product_id: str
+    score: float
+    title: str = ""
+
+
+class TimingsOut(BaseModel):
+    decode: float
+    detect: float
+    embed: float
+    search: float
+    aggregate: float
+    total: float
+
+
+class IdentifyResponse(BaseModel):
+    stream_id: str
+    index_version: str
+    abstain: bool
+    products: list[ProductOut]
+    frames: list[FrameOut]
+    timings_ms: TimingsOut
+
+
+class StreamInfo(BaseModel):
+    stream_id: str
+    index_version: str
+    products: int
+    vectors: int
+    built_at: str = Field(description="ISO-8601 time the index was built.")
+
+
+class StreamsResponse(BaseModel):
+    streams: list[StreamInfo]
+
+
+class ModelInfo(BaseModel):
+    role: str
+    name: str
+    sha256: str
+    provider: str = Field(description="Execution provider the session actually runs on.")
+    providers: list[str] = Field(description="Providers the session was given, in preference order.")
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
