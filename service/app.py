@@ -10,8 +10,9 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from indexer.store import StreamNotFound
-from service.errors import StreamNotFoundError, install_error_handlers
+from indexer.store import IndexCorrupt, StreamIndex, StreamNotFound
+from service.decode import configure_pillow
+from service.errors import ServiceUnavailable, StreamNotFoundError, install_error_handlers
 from service.limits import BodySizeLimitMiddleware
 from service.metrics import Metrics, MetricsMiddleware
 from service.request_parsing import IDENTIFY_OPENAPI, parse_identify
@@ -31,9 +32,20 @@ def _missing_stream(stream_id: str) -> StreamNotFoundError:
     )
 
 
+def load_index(state: ServiceState, stream_id: str) -> StreamIndex:
+    """The stream's current index, or the client-facing error that explains why there is none."""
+    try:
+        return state.indexes.get(stream_id)
+    except (StreamNotFound, ValueError):
+        raise _missing_stream(stream_id) from None
+    except IndexCorrupt as exc:
+        raise ServiceUnavailable(f"the index of stream {stream_id!r} cannot be loaded: {exc}") from None
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     metrics = Metrics()
+    configure_pillow(settings.max_image_pixels)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,7 +60,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     def service(request: Request) -> ServiceState:
-        return request.app.state.service
+        state = request.app.state.service
+        if state is None:
+            raise ServiceUnavailable("the service is starting; retry shortly")
+        return state
 
     @app.post("/identify", response_model=IdentifyResponse, responses=ERRORS, openapi_extra=IDENTIFY_OPENAPI)
     async def identify(request: Request) -> IdentifyResponse:
@@ -56,10 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         query = await parse_identify(request, state.settings)
 
         def run() -> IdentifyResponse:
-            try:
-                index = state.indexes.get(query.stream_id)
-            except StreamNotFound:
-                raise _missing_stream(query.stream_id) from None
+            index = load_index(state, query.stream_id)
             result = state.pipeline.identify(query.frames, index, query.top_k)
             state.metrics.observe_stages(result.timings_ms)
             state.metrics.observe_counts(len(result.frames), result.n_boxes)
@@ -72,10 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = service(request)
 
         def load() -> StreamInfo:
-            try:
-                return stream_info(state.indexes.get(stream_id))
-            except (StreamNotFound, ValueError):
-                raise _missing_stream(stream_id) from None
+            return stream_info(load_index(state, stream_id))
 
         return await anyio.to_thread.run_sync(load, limiter=state.limiter)
 

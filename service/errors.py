@@ -75,6 +75,12 @@ class StreamNotFoundError(ApiError):
     status, code = 404, "stream_not_found"
 
 
+class ServiceUnavailable(ApiError):
+    """Not the client's fault and not a crash: still starting, or a stream's index cannot be loaded."""
+
+    status, code = 503, "service_unavailable"
+
+
 #: Codes for errors raised as plain HTTP exceptions (router 404/405, FastAPI's own raises).
 _HTTP_CODES: dict[int, str] = {
     400: "bad_request",
