@@ -20,6 +20,7 @@ from models.artifacts import (
 from models.detector import Detector, DetectorConfig
 from models.embedder import Embedder
 from models.runtime import Session, open_session
+from watchbuy.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,4 +62,19 @@ def load_models(
         detector=Detector(det.session, detector_config),
         embedder=Embedder(emb.session),
         loaded=(det, emb),
+    )
+
+
+def load_configured_models(settings: Settings) -> Models:
+    """`load_models` with everything taken from the settings (what the service and indexer use)."""
+    return load_models(
+        settings.model_dir,
+        DetectorConfig(
+            classes=tuple(settings.detector_classes),
+            score_threshold=settings.detector_score_threshold,
+            nms_iou=settings.detector_nms_iou,
+            max_detections=settings.max_detections,
+        ),
+        intra_op_threads=settings.intra_op_threads,
+        providers=settings.execution_providers,
     )
