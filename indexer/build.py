@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from indexer.catalogue import Catalogue, CatalogueImage, CatalogueIssue
 from indexer.store import IndexStore, VectorEntry
-from models.embedder import crop
+from models.embedder import PREPROCESS, crop
 from models.loader import Models
 from models.proposals import ProposalConfig, propose
 from models.types import Box
@@ -142,6 +142,7 @@ def build_stream(
         extra={
             "factory": factory,
             "models": model_hashes,
+            "embedder_preprocess": PREPROCESS,
             "catalogue": {"root": str(Path(catalogue.root).resolve()), "layout": catalogue.layout},
             "images": embedded.n_images,
             "skipped": len(embedded.issues),

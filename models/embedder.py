@@ -16,6 +16,8 @@ from models.types import Box
 
 MEAN = 127.0
 STD = 128.0
+#: Names the crop preprocessing; indexes record it, and the service refuses an index built otherwise.
+PREPROCESS = "pad-square-mean/v1"
 
 
 def crop(image_rgb: np.ndarray, box: Box) -> np.ndarray:
@@ -28,12 +30,26 @@ def crop(image_rgb: np.ndarray, box: Box) -> np.ndarray:
     return image_rgb[y1:y2, x1:x2]
 
 
+def pad_to_square(patch: np.ndarray) -> np.ndarray:
+    """Centre the crop on a square canvas of the mean colour (0 after normalising), keeping its shape.
+
+    Measured on viton-train/grocery-train crops: better top-1 than stretching the crop to a square.
+    """
+    h, w = patch.shape[:2]
+    side = max(h, w)
+    canvas = np.full((side, side, 3), MEAN, dtype=np.uint8)
+    top, left = (side - h) // 2, (side - w) // 2
+    canvas[top : top + h, left : left + w] = patch
+    return canvas
+
+
 def preprocess(crops: Sequence[np.ndarray], size: int) -> np.ndarray:
-    """Resize each crop to size×size (aspect not kept: garments fill their box) and normalise."""
+    """Pad each crop to a square, resize to size×size and normalise: float32 [N, 3, size, size]."""
     batch = np.empty((len(crops), size, size, 3), dtype=np.float32)
     for i, patch in enumerate(crops):
-        shrink = patch.shape[0] > size or patch.shape[1] > size
-        batch[i] = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        square = pad_to_square(patch)
+        shrink = square.shape[0] > size
+        batch[i] = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     batch -= MEAN
     batch /= STD
     return batch.transpose(0, 3, 1, 2)

@@ -35,6 +35,9 @@ class Models:
     embedder: Embedder
     loaded: tuple[LoadedModel, ...]
 
+    def sha256(self, role: str) -> str:
+        return next(m.record.sha256 for m in self.loaded if m.record.role == role)
+
 
 def open_verified(
     model_dir: Path, spec: ModelSpec, records: dict[str, ModelRecord], threads: int, providers: Sequence[str] | None
@@ -43,7 +46,10 @@ def open_verified(
         raise ModelArtifactError(f"the model manifest has no {spec.role}; run `{FIX_COMMAND}`")
     record = records[spec.role]
     path = verify_file(model_dir, record)
-    session = open_session(path, intra_op_threads=threads, preferred=providers)
+    try:
+        session = open_session(path, intra_op_threads=threads, preferred=providers)
+    except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+        raise ModelArtifactError(f"{spec.role} model {path} cannot be loaded ({exc}); run `{FIX_COMMAND}`") from exc
     check_signature(spec, session.inner.get_inputs(), session.inner.get_outputs(), path)
     return LoadedModel(record=record, session=session)
 

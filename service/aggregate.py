@@ -1,7 +1,9 @@
 """Box-level neighbours → ranked products and the abstain decision.
 
 Evidence is combined in two steps: within a frame a product scores its best similarity over the
-frame's boxes (the product is on screen once, in whichever box fits it best); over frames the
+frame's boxes (the product is on screen once, in whichever box fits it best), each box's similarity
+scaled by a prior for its label (a whole-person box matches many garments loosely, so it counts a
+little less; tuned on viton-train and grocery-train); over frames the
 per-frame scores are averaged, and a frame where the product was not among any box's neighbours
 counts with that frame's lowest retrieved similarity. A product seen in every frame thus beats one
 that matched a single frame by chance.
@@ -56,8 +58,12 @@ def box_matches(index: StreamIndex, rows: np.ndarray, sims: np.ndarray, limit: i
     return tuple(matches)
 
 
-def frame_scores(index: StreamIndex, rows: np.ndarray, sims: np.ndarray) -> tuple[dict[str, float], float]:
-    """For one frame's boxes (rows/sims: [boxes, k]): best similarity per product, and the frame's floor."""
+def frame_scores(
+    index: StreamIndex, rows: np.ndarray, sims: np.ndarray, weights: np.ndarray
+) -> tuple[dict[str, float], float]:
+    """For one frame's boxes (rows/sims: [boxes, k]; weights: [boxes], the label priors):
+    best weighted similarity per product, and the frame's floor."""
+    sims = sims * weights[:, None]
     best: dict[str, float] = {}
     for row, sim in zip(rows.ravel().tolist(), sims.ravel().tolist()):
         if row < 0:

@@ -11,7 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from indexer.store import IndexCorrupt, StreamIndex, StreamNotFound
-from service.decode import configure_pillow
+from models.embedder import PREPROCESS
+from models.loader import Models
 from service.errors import ServiceUnavailable, StreamNotFoundError, install_error_handlers
 from service.limits import BodySizeLimitMiddleware
 from service.metrics import Metrics, MetricsMiddleware
@@ -32,20 +33,37 @@ def _missing_stream(stream_id: str) -> StreamNotFoundError:
     )
 
 
+def embedder_mismatch(index: StreamIndex, models: Models) -> str | None:
+    """Why this index's vectors cannot be compared with the loaded embedder's, or None."""
+    if index.index.d != models.embedder.dim:
+        return f"has {index.index.d}-d vectors, the embedder makes {models.embedder.dim}-d ones"
+    built_with = index.manifest.get("models", {}).get("embedder")
+    if built_with != models.sha256("embedder"):
+        return "was built with another embedder"
+    if index.manifest.get("embedder_preprocess") != PREPROCESS:
+        return "was built with another crop preprocessing"
+    return None
+
+
 def load_index(state: ServiceState, stream_id: str) -> StreamIndex:
     """The stream's current index, or the client-facing error that explains why there is none."""
     try:
-        return state.indexes.get(stream_id)
+        index = state.indexes.get(stream_id)
     except (StreamNotFound, ValueError):
         raise _missing_stream(stream_id) from None
     except IndexCorrupt as exc:
         raise ServiceUnavailable(f"the index of stream {stream_id!r} cannot be loaded: {exc}") from None
+    problem = embedder_mismatch(index, state.models)
+    if problem:
+        raise ServiceUnavailable(
+            f"the index of stream {stream_id!r} {problem}; rebuild it with `make build-index STREAM={stream_id}`"
+        )
+    return index
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     metrics = Metrics()
-    configure_pillow(settings.max_image_pixels)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -126,12 +126,3 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise InvalidImage("image did not decode to RGB")
     return np.ascontiguousarray(pixels)
-
-
-def configure_pillow(max_pixels: int) -> None:
-    """Align Pillow's process-wide decompression-bomb limit with ours (call once at startup).
-
-    Pillow warns above `MAX_IMAGE_PIXELS` and raises above twice that; `decode_image` rejects
-    anything above `max_pixels` itself, so this only keeps Pillow from refusing larger limits.
-    """
-    Image.MAX_IMAGE_PIXELS = max(int(max_pixels), 1)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -31,6 +31,7 @@ class PipelineConfig:
     neighbours_per_box: int = 20
     matches_per_box: int = 3
     abstain_threshold: float = 0.5
+    proposal_weights: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,7 @@ class Pipeline:
                 for i, p in zip(range(start, stop), props)
             )
             evidence.append(FrameEvidence(frame.frame_index, frame.width, frame.height, boxes))
-            per_frame.append(frame_scores(index, rows[start:stop], sims[start:stop]))
+            weights = np.array([self.config.proposal_weights.get(p.label, 1.0) for p in props], dtype=np.float32)
+            per_frame.append(frame_scores(index, rows[start:stop], sims[start:stop], weights))
             start = stop
         return evidence, per_frame

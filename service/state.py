@@ -41,6 +41,7 @@ def start_service(settings: Settings, metrics: Metrics) -> ServiceState:
             neighbours_per_box=settings.neighbours_per_box,
             matches_per_box=settings.matches_per_box,
             abstain_threshold=settings.abstain_threshold,
+            proposal_weights=settings.proposal_weights,
         ),
     )
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from onnxruntime.capi.onnxruntime_pybind11_state import InvalidProtobuf
 from PIL import Image
 
 from models.artifacts import (
@@ -172,12 +171,6 @@ def test_swapped_roles_are_refused(model_copy: Path) -> None:
         load(model_copy)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvalidProtobuf,  # only the bug itself counts as the expected failure (not a fixture error)
-    reason="models/loader.py open_verified: an ONNX Runtime load failure (file pinned in the manifest but "
-    "not a loadable model) escapes as onnxruntime's own exception instead of ModelArtifactError",
-)
 def test_unloadable_model_file_pinned_in_the_manifest_is_refused(model_copy: Path) -> None:
     path = model_copy / EMBEDDER.filename
     path.write_bytes(b"this is not an onnx model" * 100)

@@ -387,13 +387,6 @@ async def test_async_client_with_lifespan(
 # --- an index built with another embedder --------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # the 500 answer, not a missing-fixture failure
-    reason="service/app.py load_index / service/pipeline.py Pipeline.identify: an index whose dimension "
-    "differs from the loaded embedder's (built with another model) reaches faiss search and fails with "
-    "AssertionError -> 500 internal_error; it should be refused as 503 service_unavailable",
-)
 def test_index_from_another_embedder_is_refused_not_a_crash(model_dir: Path, tmp_path: Path) -> None:
     import faiss
     import numpy as np

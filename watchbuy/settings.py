@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     neighbours_per_box: int = Field(20, ge=1, le=200, description="FAISS neighbours fetched per box.")
     matches_per_box: int = Field(3, ge=1, le=20, description="Box-level matches returned per box.")
     abstain_threshold: float = Field(0.5, description="Abstain when the best product score is below this.")
+    proposal_weights: dict[str, float] = Field(
+        default_factory=lambda: {"person": 0.9, "lower_body": 0.94},
+        description="Similarity multiplier per proposal label when ranking products (others 1.0).",
+    )
 
     # --- HTTP edge -----------------------------------------------------------------------------
     host: str = "127.0.0.1"
