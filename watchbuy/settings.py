@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     model_mirror: Path | None = Field(
         None, description="Folder holding third-party model files (the detector) to copy instead of downloading."
     )
+    embedder_weights: str = Field(
+        "imagenet",
+        description="Weights `make models` exports: `imagenet`, or a trained entry of models/weights/manifest.json.",
+    )
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads per session (0 = runtime default).")
     execution_providers: list[str] | None = Field(
         None, description="Override the provider preference order, e.g. [\"CPUExecutionProvider\"]."

@@ -1,0 +1,1 @@
+"""Metric-learning fine-tuning of the embedder (torch; never imported by the service)."""

@@ -1,0 +1,3 @@
+from models.train.train import main
+
+raise SystemExit(main())

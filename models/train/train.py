@@ -1,0 +1,243 @@
+"""Fine-tune EfficientNet-Lite0 + a projection head with a symmetric InfoNCE loss on shop ↔ photo pairs.
+
+`python -m models.train` (what `make train` runs). Seeded, resumable (a checkpoint per epoch under
+--work-dir), validated on held-out *-train streams, and saved as fp16 numpy weights with a manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from models.embedder import MEAN, STD
+from models.export import load_lite0_imagenet
+from models.nets.efficientnet_lite import EmbeddingNet
+from models.train.augment import view
+from models.train.pairs import Pair, View, read_pairs
+from models.trained import WEIGHTS_DIR, save_weights
+
+log = logging.getLogger("train")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    datasets: tuple[str, ...]
+    val_streams: tuple[str, ...]
+    epochs: int = 6
+    batch: int = 48
+    size: int = 224
+    dim: int = 256
+    freeze_blocks: int = 8
+    lr_backbone: float = 2e-4
+    lr_head: float = 2e-3
+    temperature: float = 0.05
+    seed: int = 0
+
+
+class ImageCache:
+    def __init__(self) -> None:
+        self._images: dict[Path, np.ndarray] = {}
+
+    def get(self, path: Path) -> np.ndarray:
+        if path not in self._images:
+            with Image.open(path) as handle:
+                self._images[path] = np.asarray(handle.convert("RGB"))
+        return self._images[path]
+
+
+def to_tensor(batch: list[np.ndarray]) -> torch.Tensor:
+    x = np.stack(batch).astype(np.float32)
+    return torch.from_numpy((x - MEAN) / STD).permute(0, 3, 1, 2).contiguous()
+
+
+def build_model(config: TrainConfig) -> EmbeddingNet:
+    backbone = load_lite0_imagenet()
+    model = EmbeddingNet(backbone, nn.Linear(backbone.feature_dim, config.dim))
+    for module in [backbone._conv_stem, backbone._bn0, *backbone._blocks[: config.freeze_blocks]]:
+        for p in module.parameters():
+            p.requires_grad_(False)
+    return model
+
+
+def batches(pairs: list[Pair], size: int, rng: random.Random) -> list[list[Pair]]:
+    """Every pair once, in batches where no product appears twice (every other row is a true negative)."""
+    order = pairs[:]
+    rng.shuffle(order)
+    filling: list[tuple[list[Pair], set[int]]] = []
+    done: list[list[Pair]] = []
+    for pair in order:
+        for batch, labels in filling:
+            if pair.label not in labels:
+                batch.append(pair)
+                labels.add(pair.label)
+                break
+        else:
+            batch, labels = [pair], {pair.label}
+            filling.append((batch, labels))
+        if len(batch) == size:
+            done.append(batch)
+            filling = [(b, l) for b, l in filling if b is not batch]
+    done.extend(b for b, _ in filling if len(b) >= size // 2)
+    return done
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    logits = a @ b.t() / temperature
+    target = torch.arange(len(a))
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+
+
+@torch.no_grad()
+def embed_views(model: nn.Module, views: list[View], cache: ImageCache, size: int) -> torch.Tensor:
+    out = []
+    for start in range(0, len(views), 64):
+        chunk = views[start : start + 64]
+        crops = [_clean_view(cache.get(v.path), v.box, size) for v in chunk]
+        out.append(model(to_tensor(crops)))
+    return torch.cat(out)
+
+
+def _clean_view(image: np.ndarray, box, size: int) -> np.ndarray:
+    import cv2
+
+    from models.embedder import crop, pad_to_square
+
+    h, w = image.shape[:2]
+    patch = crop(image, box if box is not None else (0, 0, w, h))
+    return cv2.resize(pad_to_square(np.ascontiguousarray(patch)), (size, size), interpolation=cv2.INTER_AREA)
+
+
+def validate(model: nn.Module, pairs: list[Pair], cache: ImageCache, size: int) -> float:
+    """R@1 of photo crops against all shop crops of the held-out products."""
+    model.eval()
+    shops: dict[int, View] = {p.label: p.shop for p in pairs}
+    labels = sorted(shops)
+    gallery = embed_views(model, [shops[k] for k in labels], cache, size)
+    queries = embed_views(model, [p.photo for p in pairs], cache, size)
+    best = (queries @ gallery.t()).argmax(1)
+    truth = torch.tensor([labels.index(p.label) for p in pairs])
+    return float((best == truth).float().mean())
+
+
+def train(config: TrainConfig, work_dir: Path) -> dict:
+    torch.manual_seed(config.seed)
+    np_rng = np.random.default_rng(config.seed)
+    py_rng = random.Random(config.seed)
+    all_pairs = read_pairs([Path(d) for d in config.datasets])
+    is_val = lambda p: any(f"/{s}/" in str(p.photo.path) for s in config.val_streams)  # noqa: E731
+    train_pairs = [p for p in all_pairs if not is_val(p)]
+    val_pairs = [p for p in all_pairs if is_val(p)]
+    log.info("pairs: %d train, %d validation", len(train_pairs), len(val_pairs))
+    model = build_model(config)
+    head_params = list(model.head.parameters())
+    body_params = [p for n, p in model.backbone.named_parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(
+        [{"params": body_params, "lr": config.lr_backbone}, {"params": head_params, "lr": config.lr_head}],
+        weight_decay=1e-4,
+    )
+    steps_per_epoch = len(batches(train_pairs, config.batch, random.Random(0)))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=[config.lr_backbone, config.lr_head], total_steps=config.epochs * steps_per_epoch
+    )
+    cache = ImageCache()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = work_dir / "checkpoint.pt"
+    start_epoch, history = 0, []
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, history = state["epoch"], state["history"]
+        py_rng.setstate(state["py_rng"])
+        np_rng.bit_generator.state = state["np_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resumed after epoch %d", start_epoch)
+    elif not history:
+        history.append({"epoch": 0, "val_r1": validate(model, val_pairs, cache, config.size)})
+        log.info("epoch 0 (ImageNet): val R@1 %.3f", history[-1]["val_r1"])
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+        model.train()
+        for module in model.modules():  # small batches: keep the ImageNet BN statistics
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+        started, losses = time.perf_counter(), []
+        for step, group in enumerate(batches(train_pairs, config.batch, py_rng)):
+            shops = [view(cache.get(p.shop.path), p.shop.box, config.size, np_rng, strong=False) for p in group]
+            photos = [view(cache.get(p.photo.path), p.photo.box, config.size, np_rng, strong=True) for p in group]
+            loss = info_nce(model(to_tensor(shops)), model(to_tensor(photos)), config.temperature)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            scheduler.step()
+            losses.append(loss.item())
+            if step % 10 == 0:
+                log.info("epoch %d step %d loss %.3f (%.1f s)", epoch, step, loss, time.perf_counter() - started)
+        val = validate(model, val_pairs, cache, config.size)
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_r1": val,
+                        "seconds": time.perf_counter() - started})
+        log.info("epoch %d: loss %.3f val R@1 %.3f", epoch, np.mean(losses), val)
+        torch.save(
+            {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
+             "epoch": epoch, "history": history, "py_rng": py_rng.getstate(), "np_rng": np_rng.bit_generator.state,
+             "torch_rng": torch.get_rng_state()},
+            checkpoint.with_suffix(".tmp"),
+        )
+        checkpoint.with_suffix(".tmp").replace(checkpoint)
+    return {"model": model, "history": history}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m models.train")
+    parser.add_argument("--datasets", nargs="+", default=["../shared/data/viton-train", "../shared/data/grocery-train"])
+    parser.add_argument("--val-streams", nargs="+", default=["viton-train-11"])
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--batch", type=int, default=48)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work-dir", type=Path, default=Path("var/train"))
+    parser.add_argument("--name", default="watchbuy-lite0-v1", help="weights name under models/weights/")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(2)
+    config = TrainConfig(tuple(args.datasets), tuple(args.val_streams), args.epochs, args.batch, seed=args.seed)
+    started = time.perf_counter()
+    result = train(config, args.work_dir)
+    history = result["history"]
+    (args.work_dir / "history.json").write_text(json.dumps(history, indent=2))
+    entry = save_weights(
+        result["model"],
+        WEIGHTS_DIR / f"{args.name}.npz",
+        {
+            "name": args.name,
+            "architecture": f"EfficientNet-Lite0 (ImageNet init) + Linear(1280, {config.dim}), L2-normalised",
+            "data": list(config.datasets),
+            "validation": list(config.val_streams),
+            "command": "python -m models.train " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "seed": config.seed,
+            "config": asdict(config),
+            "history": history,
+            "metrics": {"val_r1_gt_boxes": history[-1]["val_r1"], "val_r1_imagenet": history[0]["val_r1"]},
+            "train_seconds": round(sum(h.get("seconds", 0.0) for h in history), 1),
+            "this_run_seconds": round(time.perf_counter() - started, 1),
+            "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}",
+        },
+    )
+    log.info("saved %s (%d bytes, sha256 %s)", entry["file"], entry["bytes"], entry["sha256"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

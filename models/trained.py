@@ -1,0 +1,64 @@
+"""The project's own trained embedder weights: fp16 numpy archives under `models/weights/`, pinned by a
+manifest (training data, command, seed, metrics, sha256). No pickle: `np.load(allow_pickle=False)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_MANIFEST = WEIGHTS_DIR / "manifest.json"
+
+
+def save_weights(model, path: Path, info: dict[str, Any]) -> dict[str, Any]:  # model: EmbeddingNet
+    """Write the model's parameters and buffers as fp16 and record them in the weights manifest."""
+    state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    arrays = {k: (v.astype(np.float16) if v.dtype == np.float32 else v) for k, v in state.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as handle:
+        np.savez_compressed(handle, **arrays)
+    tmp.replace(path)
+    entry = {**info, "file": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path)}
+    manifest = read_weights_manifest()
+    manifest[path.stem] = entry
+    WEIGHTS_MANIFEST.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return entry
+
+
+def read_weights_manifest() -> dict[str, Any]:
+    return json.loads(WEIGHTS_MANIFEST.read_text()) if WEIGHTS_MANIFEST.is_file() else {}
+
+
+def load_trained(name: str):  # -> EmbeddingNet
+    """Rebuild the trained EmbeddingNet (float32) from its verified fp16 archive."""
+    import torch
+    from torch import nn
+
+    from models.nets.efficientnet_lite import EfficientNetLite, EmbeddingNet
+
+    entry = read_weights_manifest().get(name)
+    if entry is None:
+        raise FileNotFoundError(f"no trained weights named {name!r} in {WEIGHTS_MANIFEST}")
+    path = WEIGHTS_DIR / entry["file"]
+    if _sha256(path) != entry["sha256"]:
+        raise ValueError(f"{path} does not match the sha256 in {WEIGHTS_MANIFEST}")
+    with np.load(path, allow_pickle=False) as archive:
+        state = {k: torch.from_numpy(archive[k].astype(np.float32)) for k in archive.files}
+    head = nn.Linear(state["head.weight"].shape[1], state["head.weight"].shape[0])
+    model = EmbeddingNet(EfficientNetLite(), head)
+    model.load_state_dict(state, strict=False)  # num_batches_tracked counters are not stored
+    missing = [k for k in model.state_dict() if k not in state and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise ValueError(f"{path} lacks parameters: {missing[:5]}")
+    return model.eval()
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

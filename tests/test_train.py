@@ -1,0 +1,103 @@
+"""Training pieces: pairs only from *-train sets, product-unique batches, augmentations, one real
+optimisation step, and the fp16 weights round trip into an ONNX export."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from models.train.augment import jitter_box, view  # noqa: E402
+from models.train.pairs import Pair, View, read_pairs  # noqa: E402
+from models.train.train import TrainConfig, batches, build_model, info_nce, to_tensor  # noqa: E402
+
+
+def test_pairs_refuse_dev_sets(tmp_path: Path) -> None:
+    (tmp_path / "viton-dev" / "streams").mkdir(parents=True)
+    with pytest.raises(ValueError, match="-train"):
+        read_pairs([tmp_path / "viton-dev"])
+
+
+def test_pairs_from_a_train_layout(tmp_path: Path) -> None:
+    stream = tmp_path / "toy-train" / "streams" / "s0"
+    stream.mkdir(parents=True)
+    products = [{"product_id": f"p{i}", "title": "", "images": [{"image_id": f"p{i}-0", "path": f"i{i}.jpg",
+                 "boxes": [[1, 2, 30, 40]]}]} for i in range(3)]
+    clips = [{"clip_id": "c0", "product_id": "p1", "asr_text": None,
+              "frames": [{"frame_index": 0, "path": "f0.jpg", "boxes": [{"box": [5, 6, 50, 60], "product_id": "p1"}]}]},
+             {"clip_id": "c1", "product_id": None, "asr_text": None, "frames": []}]
+    (stream / "catalogue.jsonl").write_text("\n".join(json.dumps(p) for p in products))
+    (stream / "queries.jsonl").write_text("\n".join(json.dumps(c) for c in clips))
+    pairs = read_pairs([tmp_path / "toy-train"])
+    assert len(pairs) == 1
+    assert pairs[0].shop == View(stream / "i1.jpg", (1.0, 2.0, 30.0, 40.0))
+    assert pairs[0].photo == View(stream / "f0.jpg", (5.0, 6.0, 50.0, 60.0))
+
+
+def test_batches_use_every_pair_once_without_repeating_a_product() -> None:
+    view_ = View(Path("x.jpg"), None)
+    pairs = [Pair(label=i % 7, shop=view_, photo=View(Path(f"{i}.jpg"), None)) for i in range(70)]
+    groups = batches(pairs, 7, random.Random(0))
+    assert all(len({p.label for p in g}) == len(g) for g in groups)
+    used = [p.photo.path for g in groups for p in g]
+    assert len(used) == len(set(used)) == 70
+
+
+def test_augmented_view_shape_and_box_jitter_stays_inside() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (120, 90, 3), dtype=np.uint8)
+    for _ in range(50):
+        x1, y1, x2, y2 = jitter_box((10, 20, 80, 100), 90, 120, rng, 0.3)
+        assert 0 <= x1 < x2 <= 90 and 0 <= y1 < y2 <= 120
+        out = view(image, (10, 20, 80, 100), 64, rng, strong=True)
+        assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+
+
+def test_one_step_lowers_the_contrastive_loss_on_its_batch() -> None:
+    torch.manual_seed(0)
+    config = TrainConfig(datasets=(), val_streams=(), size=64, dim=32, freeze_blocks=8)
+    model = build_model(config)
+    model.eval()  # BN statistics stay ImageNet's, as in training
+    rng = np.random.default_rng(0)
+    a = to_tensor([rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(4)])
+    b = a + 0.05 * torch.randn_like(a)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    frozen_before = model.backbone._conv_stem.weight.clone()
+    optimiser = torch.optim.SGD(trainable, lr=1e-3)
+    before = info_nce(model(a), model(b), 0.1)
+    before.backward()
+    optimiser.step()
+    with torch.no_grad():
+        after = info_nce(model(a), model(b), 0.1)
+    assert after < before
+    assert torch.equal(model.backbone._conv_stem.weight, frozen_before)
+
+
+def test_trained_weights_round_trip_and_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxruntime as ort
+
+    import models.trained as trained
+    from models.export import export_embedder
+
+    monkeypatch.setattr(trained, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(trained, "WEIGHTS_MANIFEST", tmp_path / "manifest.json")
+    model = build_model(TrainConfig(datasets=(), val_streams=(), dim=16)).eval()
+    entry = trained.save_weights(model, tmp_path / "toy.npz", {"seed": 0})
+    assert json.loads((tmp_path / "manifest.json").read_text())["toy"]["sha256"] == entry["sha256"]
+    loaded = trained.load_trained("toy")
+    x = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model(x), atol=5e-3)  # fp16 storage
+    onnx_path = export_embedder(tmp_path / "embedder.onnx", loaded)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"images": x.numpy()})
+    assert out.shape == (2, 16)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    (tmp_path / "toy.npz").write_bytes(b"tampered")
+    with pytest.raises(ValueError, match="sha256"):
+        trained.load_trained("toy")
