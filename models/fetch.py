@@ -86,7 +86,7 @@ def fetch_embedder(model_dir: Path, weights: str = IMAGENET) -> ModelRecord:
 
 
 def fetch_models(
-    model_dir: Path, mirror: Path | None = None, force: bool = False, embedder_weights: str = IMAGENET
+    model_dir: Path, mirror: Path | None, *, embedder_weights: str, force: bool = False
 ) -> dict[str, ModelRecord]:
     """Fetch what is missing, broken or of other weights (everything with `force`); returns the manifest."""
     model_dir.mkdir(parents=True, exist_ok=True)

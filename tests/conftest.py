@@ -105,3 +105,14 @@ def slice_index_root(slice_dir: Path, models, tmp_path_factory: pytest.TempPathF
     catalogue = read_catalogue(slice_dir, SLICE_STREAM, strict=True)
     build_stream(catalogue, models, IndexStore(root), show_progress=False)
     return root
+
+
+def expected_embedder() -> tuple[str, int]:
+    """(manifest name, vector size) of the embedder `make models` exports under the current settings."""
+    from models.fetch import IMAGENET, embedder_name
+    from models.trained import read_weights_manifest
+    from watchbuy.settings import Settings
+
+    weights = Settings().embedder_weights
+    dim = 1280 if weights == IMAGENET else int(read_weights_manifest()[weights]["config"]["dim"])
+    return embedder_name(weights), dim

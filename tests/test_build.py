@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import PROJECT_DIR, write_slice
+from conftest import PROJECT_DIR, expected_embedder, write_slice
 from indexer.build import CATALOGUE_PROPOSALS, BuildError, build_stream
 from indexer.catalogue import read_catalogue
 from indexer.store import IndexStore
@@ -66,7 +66,7 @@ def test_build_publishes_one_vector_per_annotated_box(
     assert set(index.titles) == {p["product_id"] for p in lines}
     records = read_manifest(model_dir)
     assert index.manifest["models"] == {role: record.sha256 for role, record in records.items()}
-    assert index.manifest["dim"] == 1280 and index.manifest["factory"] == "Flat"
+    assert index.manifest["dim"] == expected_embedder()[1] and index.manifest["factory"] == "Flat"
     assert index.manifest["catalogue"]["layout"] == "jsonl"
 
     # Row i really is the embedding of entry i's box: re-embed one and find it again.

@@ -26,6 +26,9 @@ from models.fetch import fetch_models
 from models.loader import load_configured_models
 from models.runtime import PREFERRED_PROVIDERS, open_session, select_providers
 from watchbuy.settings import Settings
+from conftest import expected_embedder
+
+WEIGHTS = Settings().embedder_weights  # what `make models` exported into var/models
 
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 
@@ -89,7 +92,7 @@ def load(model_dir: Path):
 
 def test_copied_models_load(model_copy: Path) -> None:
     loaded = load(model_copy)
-    assert loaded.embedder.dim == 1280 and loaded.embedder.input_size == 224
+    assert loaded.embedder.dim == expected_embedder()[1] and loaded.embedder.input_size == 224
     records = read_manifest(model_copy)
     pinned = [records["detector"].sha256, records["embedder"].sha256]
     assert [m.record.sha256 for m in loaded.loaded] == pinned
@@ -203,7 +206,7 @@ def crops(viton_stream: Path) -> list[np.ndarray]:
 
 def test_embedding_shape_and_unit_rows(models, crops: list[np.ndarray]) -> None:
     vectors = models.embedder.embed(crops)
-    assert vectors.shape == (5, 1280) and vectors.dtype == np.float32
+    assert vectors.shape == (5, expected_embedder()[1]) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     assert vectors.flags["C_CONTIGUOUS"]
     # Different pictures give different vectors; the same garment (flat vs worn) is not identical either.
@@ -242,7 +245,7 @@ def test_fetch_copies_the_detector_from_the_mirror_and_keeps_a_valid_embedder(
     embedder = model_copy / EMBEDDER.filename
     before = embedder.stat().st_mtime_ns
     (model_copy / DETECTOR.filename).unlink()
-    records = fetch_models(model_copy, mirror)
+    records = fetch_models(model_copy, mirror, embedder_weights=WEIGHTS)
     assert records["detector"].sha256 == DETECTOR_MIRROR_SHA256
     assert records["detector"].source == f"mirror:{mirror / DETECTOR.filename}"
     assert sha256_file(model_copy / DETECTOR.filename) == DETECTOR_MIRROR_SHA256
@@ -253,7 +256,7 @@ def test_fetch_copies_the_detector_from_the_mirror_and_keeps_a_valid_embedder(
 
 def test_fetch_with_a_valid_manifest_changes_nothing(model_copy: Path, shared_dir: Path) -> None:
     mtimes = {name: (model_copy / name).stat().st_mtime_ns for name in (DETECTOR.filename, EMBEDDER.filename)}
-    records = fetch_models(model_copy, shared_dir / "models")
+    records = fetch_models(model_copy, shared_dir / "models", embedder_weights=WEIGHTS)
     assert records == read_manifest(model_copy)
     assert {name: (model_copy / name).stat().st_mtime_ns for name in mtimes} == mtimes
 
@@ -262,7 +265,7 @@ def test_fetch_replaces_a_corrupt_detector(model_copy: Path, shared_dir: Path) -
     detector = model_copy / DETECTOR.filename
     detector.write_bytes(b"corrupt")
     before = (model_copy / EMBEDDER.filename).stat().st_mtime_ns
-    fetch_models(model_copy, shared_dir / "models")
+    fetch_models(model_copy, shared_dir / "models", embedder_weights=WEIGHTS)
     assert sha256_file(detector) == DETECTOR_MIRROR_SHA256
     assert (model_copy / EMBEDDER.filename).stat().st_mtime_ns == before
 
@@ -273,5 +276,5 @@ def test_fetch_refuses_a_mirror_copy_with_the_wrong_sha(model_copy: Path, tmp_pa
     (mirror / DETECTOR.filename).write_bytes(b"not the detector")
     (model_copy / DETECTOR.filename).unlink()
     with pytest.raises(ModelArtifactError, match=DETECTOR_MIRROR_SHA256):
-        fetch_models(model_copy, mirror)
+        fetch_models(model_copy, mirror, embedder_weights=WEIGHTS)
     assert not (model_copy / DETECTOR.filename).exists()

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import SLICE_PRODUCTS, SLICE_STREAM, write_slice
+from conftest import SLICE_PRODUCTS, SLICE_STREAM, expected_embedder, write_slice
 from indexer.build import build_stream
 from indexer.catalogue import read_catalogue
 from indexer.store import IndexStore
@@ -299,7 +299,7 @@ def test_health_readiness_and_metrics(client: TestClient, frame_bytes: bytes) ->
         "watchbuy_loaded_streams 1.0",
         f'watchbuy_stream_vectors{{stream_id="{SLICE_STREAM}"}}',
         'watchbuy_model_info{name="yolox-nano-coco",provider="CPUExecutionProvider"',
-        'watchbuy_model_info{name="efficientnet-lite0-imagenet",provider="CPUExecutionProvider"',
+        f'watchbuy_model_info{{name="{expected_embedder()[0]}",provider="CPUExecutionProvider"',
         'watchbuy_requests_total{method="POST",route="/identify",status="200"}',
     ):
         assert name in text, name
