@@ -28,7 +28,7 @@ class Settings(BaseSettings):
         None, description="Folder holding third-party model files (the detector) to copy instead of downloading."
     )
     embedder_weights: str = Field(
-        "imagenet",
+        "watchbuy-lite0-v1",
         description="Weights `make models` exports: `imagenet`, or a trained entry of models/weights/manifest.json.",
     )
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads per session (0 = runtime default).")
