@@ -31,6 +31,7 @@ class ProposalConfig:
     include_person: bool = True
     include_parts: bool = True
     full_frame_fallback: bool = True
+    always_full_frame: bool = False
 
 
 def _part(box: Box, fractions: tuple[float, float, float, float]) -> Box:
@@ -61,6 +62,6 @@ def propose(
             proposals.append(det)
     clipped = [Detection(clip_box(p.box, width, height), p.label, p.score) for p in proposals]
     kept = [p for p in clipped if p.box[2] - p.box[0] >= MIN_SIDE and p.box[3] - p.box[1] >= MIN_SIDE]
-    if not kept and config.full_frame_fallback:
-        kept = [Detection((0.0, 0.0, float(width), float(height)), "full_frame", 0.0)]
+    if config.always_full_frame or (not kept and config.full_frame_fallback):
+        kept.append(Detection((0.0, 0.0, float(width), float(height)), "full_frame", 0.0))
     return kept

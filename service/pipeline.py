@@ -16,7 +16,7 @@ import numpy as np
 from indexer.store import StreamIndex
 from models.embedder import crop
 from models.loader import Models
-from models.proposals import propose
+from models.proposals import ProposalConfig, propose
 from models.types import Detection
 from service.aggregate import BoxEvidence, RankedProduct, box_matches, frame_scores, rank_products, should_abstain
 from service.decode import DecodedFrame, decode_image
@@ -32,6 +32,7 @@ class PipelineConfig:
     matches_per_box: int = 3
     abstain_threshold: float = 0.5
     proposal_weights: Mapping[str, float] = field(default_factory=dict)
+    proposals: ProposalConfig = ProposalConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,8 @@ class Pipeline:
             decoded = self.decode(frames)
         with timer.stage("detect"):
             proposals = [
-                propose(self.models.detector.detect(f.image), f.width, f.height) for f in decoded
+                propose(self.models.detector.detect(f.image), f.width, f.height, self.config.proposals)
+                for f in decoded
             ]
         with timer.stage("embed"):
             crops = [crop(f.image, p.box) for f, props in zip(decoded, proposals) for p in props]

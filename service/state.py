@@ -9,6 +9,7 @@ import anyio
 
 from indexer.store import IndexStore
 from models.loader import Models, load_configured_models
+from models.proposals import ProposalConfig
 from service.indexes import IndexCache
 from service.metrics import Metrics
 from service.pipeline import Pipeline, PipelineConfig
@@ -42,6 +43,7 @@ def start_service(settings: Settings, metrics: Metrics) -> ServiceState:
             matches_per_box=settings.matches_per_box,
             abstain_threshold=settings.abstain_threshold,
             proposal_weights=settings.proposal_weights,
+            proposals=ProposalConfig(always_full_frame=settings.propose_full_frame),
         ),
     )
 

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     detector_score_threshold: float = Field(0.3, ge=0.0, le=1.0)
     detector_nms_iou: float = Field(0.45, ge=0.0, le=1.0)
     detector_classes: list[str] = Field(default_factory=lambda: list(DEFAULT_DETECTOR_CLASSES))
+    propose_full_frame: bool = Field(
+        True, description="Also embed the whole frame, not only detections (a product held close to the camera)."
+    )
     max_detections: int = Field(10, ge=1, le=100, description="Detections kept per frame, best first.")
 
     # --- indexes -------------------------------------------------------------------------------
@@ -53,7 +56,9 @@ class Settings(BaseSettings):
     # --- retrieval -----------------------------------------------------------------------------
     neighbours_per_box: int = Field(20, ge=1, le=200, description="FAISS neighbours fetched per box.")
     matches_per_box: int = Field(3, ge=1, le=20, description="Box-level matches returned per box.")
-    abstain_threshold: float = Field(0.5, description="Abstain when the best product score is below this.")
+    abstain_threshold: float = Field(
+        0.67, description="Abstain when the best product score is below this (calibrated on viton-train-11)."
+    )
     proposal_weights: dict[str, float] = Field(
         default_factory=lambda: {"person": 0.9, "lower_body": 0.94},
         description="Similarity multiplier per proposal label when ranking products (others 1.0).",
