@@ -4,12 +4,13 @@ manifest (training data, command, seed, metrics, sha256). No pickle: `np.load(al
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from models.artifacts import sha256_file
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_MANIFEST = WEIGHTS_DIR / "manifest.json"
@@ -24,7 +25,7 @@ def save_weights(model, path: Path, info: dict[str, Any]) -> dict[str, Any]:  # 
     with tmp.open("wb") as handle:
         np.savez_compressed(handle, **arrays)
     tmp.replace(path)
-    entry = {**info, "file": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path)}
+    entry = {**info, "file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
     manifest = read_weights_manifest()
     manifest[path.stem] = entry
     WEIGHTS_MANIFEST.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
@@ -46,7 +47,7 @@ def load_trained(name: str):  # -> EmbeddingNet
     if entry is None:
         raise FileNotFoundError(f"no trained weights named {name!r} in {WEIGHTS_MANIFEST}")
     path = WEIGHTS_DIR / entry["file"]
-    if _sha256(path) != entry["sha256"]:
+    if sha256_file(path) != entry["sha256"]:
         raise ValueError(f"{path} does not match the sha256 in {WEIGHTS_MANIFEST}")
     with np.load(path, allow_pickle=False) as archive:
         state = {k: torch.from_numpy(archive[k].astype(np.float32)) for k in archive.files}
@@ -58,7 +59,3 @@ def load_trained(name: str):  # -> EmbeddingNet
         raise ValueError(f"{path} lacks parameters: {missing[:5]}")
     return model.eval()
 
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()

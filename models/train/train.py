@@ -16,18 +16,20 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from models.embedder import MEAN, STD
+from models.embedder import MEAN, STD, crop, pad_to_square
 from models.export import load_lite0_imagenet
 from models.nets.efficientnet_lite import EmbeddingNet
 from models.train.augment import view
 from models.train.pairs import Pair, View, read_pairs
 from models.trained import WEIGHTS_DIR, save_weights
+from models.types import Box
 
 log = logging.getLogger("train")
 
@@ -110,11 +112,8 @@ def embed_views(model: nn.Module, views: list[View], cache: ImageCache, size: in
     return torch.cat(out)
 
 
-def _clean_view(image: np.ndarray, box, size: int) -> np.ndarray:
-    import cv2
-
-    from models.embedder import crop, pad_to_square
-
+def _clean_view(image: np.ndarray, box: Box | None, size: int) -> np.ndarray:
+    """The unaugmented crop, squared and resized the way `augment.view` does it."""
     h, w = image.shape[:2]
     patch = crop(image, box if box is not None else (0, 0, w, h))
     return cv2.resize(pad_to_square(np.ascontiguousarray(patch)), (size, size), interpolation=cv2.INTER_AREA)
