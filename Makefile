@@ -6,7 +6,7 @@ PYTHON ?= $(if $(shell command -v python3.11 2>/dev/null),python3.11,python3)
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= cpu,export,dev,eval
+EXTRAS ?= cpu,export,dev,eval,load
 
 export WATCHBUY_MODEL_DIR ?= var/models
 export WATCHBUY_INDEX_ROOT ?= var/indexes
@@ -37,7 +37,7 @@ help: ## list the targets
 	@echo "       make eval [DATASET=$(DATASET)] [STREAMS=a,b] [CLIPS=n] [MODE=inprocess|http] [URL=...] [OUT=dir]"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## create .venv and install the package (editable, extras EXTRAS=cpu,export,dev,eval)
+setup: $(STAMP) ## create .venv and install the package (editable, extras EXTRAS=cpu,export,dev,eval,load)
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
