@@ -24,17 +24,27 @@ CLIPS ?=
 MODE ?= inprocess
 URL ?= http://$${WATCHBUY_HOST:-127.0.0.1}:$${WATCHBUY_PORT:-8000}
 OUT ?=
+BENCH ?=
+BENCH_SECONDS ?=
+CONCURRENCY ?=
+FAISS_MAX ?=
+DURATION ?= 60s
+USERS ?= 20
+SPAWN_RATE ?= 5
+LOADTEST_STREAMS ?= viton-dev-00,viton-dev-01,viton-dev-02
 
 # An empty WATCHBUY_MODEL_MIRROR would fail settings validation (Path("")): drop it from the environment.
 ifeq ($(strip $(WATCHBUY_MODEL_MIRROR)),)
 unexport WATCHBUY_MODEL_MIRROR
 endif
 
-.PHONY: help setup models build-index serve demo eval train test clean
+.PHONY: help setup models build-index serve demo eval train test clean bench loadtest engines gpu-check compose-check
 
 help: ## list the targets
 	@echo "usage: make <target> [STREAM=$(STREAM)] [CATALOGUE=dir] [PYTEST_ARGS='-q']"
 	@echo "       make eval [DATASET=$(DATASET)] [STREAMS=a,b] [CLIPS=n] [MODE=inprocess|http] [URL=...] [OUT=dir]"
+	@echo "       make bench [BENCH='build pipeline http faiss'] [BENCH_SECONDS=15] [CONCURRENCY=1,4,16,64] [FAISS_MAX=1e6] [BENCH_QUICK=1]"
+	@echo "       make loadtest [DURATION=$(DURATION)] [USERS=$(USERS)] [SPAWN_RATE=$(SPAWN_RATE)] [URL=... (default: start a server)]"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## create .venv and install the package (editable, extras EXTRAS=cpu,export,dev,eval,load)
@@ -68,6 +78,26 @@ train: setup ## fine-tune the embedder on the *-train sets (resumable; var/train
 
 test: models ## run the test suite (PYTEST_ARGS, default -q)
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+bench: models ## benchmarks (pipeline, HTTP, FAISS, index build) → var/bench/<name>/report.{json,md} + plot.png
+	$(VENV_PY) -m benchmarks $(BENCH) $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS)) \
+		$(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(if $(FAISS_MAX),--faiss-max $(FAISS_MAX))
+
+loadtest: models ## locust, headless, DURATION/USERS/SPAWN_RATE, against URL or a server it starts → var/loadtest/
+	$(VENV_PY) loadtests/run.py --duration $(DURATION) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
+		--streams $(LOADTEST_STREAMS) $(if $(filter command line environment,$(origin URL)),--url "$(URL)")
+
+engines: models ## build the TensorRT FP16 engines (GPU + pip install '.[gpu]'), cached in WATCHBUY_MODEL_DIR/engines
+	$(VENV_PY) scripts/build_engines.py
+
+gpu-check: models ## on a GPU machine: TensorRT end to end on real frames vs ONNX Runtime CPU (outputs, latency)
+	$(VENV_PY) scripts/gpu_check.py
+
+compose-check: ## validate the deployment files: docker-compose config, promtool, k8s manifests, dashboard
+	docker-compose -f docker-compose.yml config -q
+	docker-compose -f docker-compose.yml -f deploy/compose.gpu.yml config -q
+	cd deploy/prometheus && promtool check config prometheus.yml && promtool test rules alerts_test.yml
+	$(VENV_PY) -m pytest -q tests/test_deploy.py
 
 clean: ## remove var/ and build junk (keeps .venv)
 	rm -rf var build dist test-output .pytest_cache .ruff_cache *.egg-info

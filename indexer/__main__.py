@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from indexer.announce import AnnounceError, announce_version
 from indexer.build import BuildError, build_stream
 from indexer.catalogue import CatalogueError, read_catalogue
 from indexer.store import IndexStore
@@ -54,6 +55,15 @@ def build(args: argparse.Namespace) -> int:
     ):
         table.add_row(name, str(value))
     console.print(table)
+    if settings.redis_url:
+        try:
+            receivers = announce_version(
+                settings.redis_url, settings.registry_channel, summary.stream_id, summary.version
+            )
+            console.print(f"announced on {settings.registry_channel} ({receivers} replica(s) listening)")
+        except AnnounceError as exc:  # published all the same: replicas still poll CURRENT
+            console.print(f"[yellow]warning:[/yellow] published but not announced in Redis ({exc}); "
+                          "replicas pick it up from CURRENT (WATCHBUY_RELOAD_CHECK_SECONDS)")
     return 0
 
 

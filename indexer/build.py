@@ -13,7 +13,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from indexer.catalogue import Catalogue, CatalogueImage, CatalogueIssue
-from indexer.store import IndexStore, VectorEntry
+from indexer.store import IndexStore, TitleVectors, VectorEntry
 from models.embedder import PREPROCESS, crop
 from models.loader import Models
 from models.proposals import ProposalConfig, propose
@@ -104,6 +104,15 @@ def embed_catalogue(catalogue: Catalogue, models: Models, strict: bool = False, 
     return EmbeddedCatalogue(vectors, entries, titles, issues, decoded)
 
 
+def embed_titles(titles: dict[str, str], models: Models) -> TitleVectors | None:
+    """Sentence embeddings of the non-empty titles (None when no product has one, or no text encoder)."""
+    titled = sorted(pid for pid, title in titles.items() if title.strip())
+    if not titled or models.text is None:
+        return None
+    vectors = models.text.encode([titles[pid] for pid in titled])
+    return TitleVectors(tuple(titled), vectors, models.text.name)
+
+
 def make_faiss_index(vectors: np.ndarray, factory: str) -> faiss.Index:
     """An inner-product index from a factory string ("Flat", "IVF256,Flat", "HNSW32", …), trained and filled."""
     index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
@@ -133,6 +142,7 @@ def build_stream(
     if not embedded.entries:
         raise BuildError(f"stream {catalogue.stream_id}: no usable catalogue image in {catalogue.root}")
     index = make_faiss_index(embedded.vectors, factory)
+    text = embed_titles(embedded.titles, models)
     model_hashes = {m.record.role: m.record.sha256 for m in models.loaded}
     version = store.publish(
         catalogue.stream_id,
@@ -146,7 +156,9 @@ def build_stream(
             "catalogue": {"root": str(Path(catalogue.root).resolve()), "layout": catalogue.layout},
             "images": embedded.n_images,
             "skipped": len(embedded.issues),
+            "text_encoder": text.encoder if text else None,
         },
+        text=text,
     )
     summary = BuildSummary(
         stream_id=catalogue.stream_id,

@@ -51,7 +51,7 @@ class InProcessIdentifier:
         encoded = [EncodedFrame(frame_index=f.frame_index, data=f.image_bytes()) for f in frames]
         started = time.perf_counter()
         index = load_index(self.state, stream_id)
-        result = self.state.pipeline.identify(encoded, index, top_k)
+        result = self.state.pipeline.identify(encoded, index, top_k, asr_text)
         body = identify_response(result).model_dump(mode="json")
         return body, (time.perf_counter() - started) * 1000
 

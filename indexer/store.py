@@ -1,7 +1,9 @@
 """Versioned, atomic, checksummed per-stream index store.
 
-Layout: `<root>/<stream_id>/<version>/{index.faiss, metadata.json, manifest.json}` and
-`<root>/<stream_id>/CURRENT` naming the published version. JSON only, never pickle.
+Layout: `<root>/<stream_id>/<version>/{index.faiss, metadata.json, manifest.json[, text.npy]}` and
+`<root>/<stream_id>/CURRENT` naming the published version. JSON and plain .npy only, never pickle.
+`text.npy` (optional) holds the sentence embeddings of the product titles, rows in `metadata.json`'s
+`text.products` order.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import faiss
+import numpy as np
 
 from models.types import Box
 
@@ -29,7 +32,7 @@ log = logging.getLogger(__name__)
 STREAM_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
 #: UTC time to the microsecond plus a random suffix: names sort by creation time and never collide.
 VERSION_PATTERN = r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{6}$"
-INDEX_FILE, METADATA_FILE, MANIFEST_FILE = "index.faiss", "metadata.json", "manifest.json"
+INDEX_FILE, METADATA_FILE, MANIFEST_FILE, TEXT_FILE = "index.faiss", "metadata.json", "manifest.json", "text.npy"
 CURRENT_FILE, TMP_PREFIX, STALE_TMP_SECONDS = "CURRENT", ".tmp-", 3600.0
 CHECKED_FILES = (INDEX_FILE, METADATA_FILE)
 RESERVED_MANIFEST_KEYS = frozenset(
@@ -47,6 +50,15 @@ class VectorEntry:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class TitleVectors:
+    """Sentence embeddings of product titles (L2-normalised rows; products without a title have none)."""
+
+    product_ids: tuple[str, ...]
+    vectors: np.ndarray
+    encoder: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class StreamIndex:
     """One loaded, verified index version; row i of `index` is `entries[i]`."""
 
@@ -56,6 +68,7 @@ class StreamIndex:
     entries: tuple[VectorEntry, ...]
     titles: dict[str, str]
     manifest: dict[str, Any]
+    text: TitleVectors | None = None
 
     @property
     def n_vectors(self) -> int:
@@ -150,21 +163,24 @@ class IndexStore:
             raise IndexCorrupt(f"{version_dir / MANIFEST_FILE}: names another stream or version")
         for name in CHECKED_FILES:
             _verify_file(version_dir / name, manifest["files"].get(name))
+        if TEXT_FILE in manifest["files"]:
+            _verify_file(version_dir / TEXT_FILE, manifest["files"][TEXT_FILE])
         try:
             index = faiss.read_index(str(version_dir / INDEX_FILE))
         except RuntimeError as exc:
             raise IndexCorrupt(f"{version_dir / INDEX_FILE}: faiss cannot read it: {exc}") from exc
-        titles, entries = _read_metadata(version_dir / METADATA_FILE)
+        titles, entries, text_info = _read_metadata(version_dir / METADATA_FILE)
         if not index.ntotal == len(entries) == manifest.get("n_vectors"):
             raise IndexCorrupt(f"{version_dir}: counts disagree (index {index.ntotal}, "
                                f"metadata {len(entries)}, manifest {manifest.get('n_vectors')})")
         if manifest.get("dim") != index.d:
             raise IndexCorrupt(f"{version_dir}: index dim {index.d} != manifest dim {manifest.get('dim')}")
-        return StreamIndex(stream_id, version, index, entries, titles, manifest)
+        text = _read_text_vectors(version_dir, text_info) if TEXT_FILE in manifest["files"] else None
+        return StreamIndex(stream_id, version, index, entries, titles, manifest, text)
 
     def publish(
         self, stream_id: str, index: faiss.Index, entries: Sequence[VectorEntry],
-        titles: Mapping[str, str], extra: Mapping[str, Any],
+        titles: Mapping[str, str], extra: Mapping[str, Any], text: TitleVectors | None = None,
     ) -> str:
         """Write a new version, switch CURRENT to it atomically, prune old versions; returns the version."""
         stream_dir = self._stream_dir(stream_id)
@@ -178,13 +194,17 @@ class IndexStore:
             _fsync(tmp_dir / INDEX_FILE)
             rows = [{"product_id": e.product_id, "image_id": e.image_id, "box": list(map(float, e.box))}
                     for e in entries]
-            _write_json(tmp_dir / METADATA_FILE, {"titles": dict(titles), "entries": rows})
+            metadata: dict[str, Any] = {"titles": dict(titles), "entries": rows}
+            if text is not None:
+                _write_npy(tmp_dir / TEXT_FILE, text.vectors)
+                metadata["text"] = {"products": list(text.product_ids), "encoder": text.encoder}
+            _write_json(tmp_dir / METADATA_FILE, metadata)
             manifest = {
                 "stream_id": stream_id, "version": version,
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
                 "n_vectors": int(index.ntotal), "n_products": len(titles), "dim": int(index.d),
                 "index_type": type(index).__name__,
-                "files": {name: _file_digest(tmp_dir / name) for name in CHECKED_FILES},
+                "files": {name: _file_digest(tmp_dir / name) for name in _published_files(text)},
                 **extra,
             }
             _write_json(tmp_dir / MANIFEST_FILE, manifest)
@@ -239,6 +259,10 @@ class IndexStore:
                 log.warning("could not remove stale %s: %s", path, exc)
 
 
+def _published_files(text: TitleVectors | None) -> tuple[str, ...]:
+    return CHECKED_FILES + ((TEXT_FILE,) if text is not None else ())
+
+
 def _check_publish_inputs(
     index: faiss.Index, entries: Sequence[VectorEntry], titles: Mapping[str, str], extra: Mapping[str, Any]
 ) -> None:
@@ -256,6 +280,27 @@ def _file_digest(path: Path) -> dict[str, Any]:
     with open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
         return {"sha256": hashlib.file_digest(handle, "sha256").hexdigest(), "bytes": size}
+
+
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    with path.open("wb") as handle:
+        np.save(handle, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _read_text_vectors(version_dir: Path, info: Any) -> TitleVectors:
+    path = version_dir / TEXT_FILE
+    if not isinstance(info, dict) or not isinstance(info.get("products"), list):
+        raise IndexCorrupt(f"{version_dir / METADATA_FILE}: text.npy present but no text.products list")
+    try:
+        vectors = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise IndexCorrupt(f"{path}: unreadable: {exc}") from exc
+    products = tuple(str(p) for p in info["products"])
+    if vectors.ndim != 2 or len(vectors) != len(products):
+        raise IndexCorrupt(f"{path}: shape {vectors.shape} does not match {len(products)} titled products")
+    return TitleVectors(products, vectors.astype(np.float32, copy=False), str(info.get("encoder", "")))
 
 
 def _write_json(path: Path, document: Mapping[str, Any]) -> None:
@@ -298,7 +343,7 @@ def _verify_file(path: Path, expected: Any) -> None:
         raise IndexCorrupt(f"{path}: sha256 mismatch")
 
 
-def _read_metadata(path: Path) -> tuple[dict[str, str], tuple[VectorEntry, ...]]:
+def _read_metadata(path: Path) -> tuple[dict[str, str], tuple[VectorEntry, ...], Any]:
     metadata = _read_json(path)
     titles = metadata.get("titles") if isinstance(metadata, dict) else None
     rows = metadata.get("entries") if isinstance(metadata, dict) else None
@@ -316,4 +361,4 @@ def _read_metadata(path: Path) -> tuple[dict[str, str], tuple[VectorEntry, ...]]
         if entry.product_id not in titles or not isinstance(entry.image_id, str) or len(box) != 4:
             raise IndexCorrupt(f"{path}: entry {i} is malformed")
         entries.append(entry)
-    return titles, tuple(entries)
+    return titles, tuple(entries), metadata.get("text")

@@ -1,8 +1,9 @@
 """Model files: where they come from, the manifest that pins them, and the checks made at load.
 
 `make models` (`python -m models fetch`) fills `WATCHBUY_MODEL_DIR`:
-- the detector is copied from `WATCHBUY_MODEL_MIRROR` when it holds the file, else downloaded from
-  the official YOLOX release;
+- the detector is taken from `WATCHBUY_MODEL_MIRROR` when it holds the file, else downloaded from
+  the official YOLOX release, and rewritten to a dynamic batch (models/detector_graph.py); its
+  manifest entry pins the rewritten file and keeps the original's sha256 (`origin_sha256`);
 - the embedder is exported from the ImageNet EfficientNet-Lite0 pip package.
 `manifest.json` records each file's size and sha256; `verify_model` checks them and the input/output
 signature, and every failure names the command that fixes it.
@@ -35,7 +36,11 @@ class ModelSpec:
     output_shape: tuple[int | None, ...]
 
 
-DETECTOR = ModelSpec("detector", "yolox_nano_416x416.onnx", "images", (1, 3, 416, 416), "output", (1, 3549, 85))
+DETECTOR = ModelSpec(
+    "detector", "yolox_nano_416x416_dynamic.onnx", "images", (None, 3, 416, 416), "output", (None, 3549, 85)
+)
+#: The third-party file as published (fixed batch of 1), the source of DETECTOR.filename.
+DETECTOR_SOURCE_FILENAME = "yolox_nano_416x416.onnx"
 EMBEDDER = ModelSpec("embedder", "embedder.onnx", "images", (None, 3, 224, 224), "embeddings", (None, None))
 SPECS = {spec.role: spec for spec in (DETECTOR, EMBEDDER)}
 
@@ -54,6 +59,7 @@ class ModelRecord:
     bytes: int
     source: str
     created_at: str
+    origin_sha256: str | None = None  # the file this one was converted from (the detector)
 
 
 class ModelArtifactError(RuntimeError):
@@ -87,7 +93,9 @@ def write_manifest(model_dir: Path, records: dict[str, ModelRecord]) -> None:
     os.replace(tmp, model_dir / MANIFEST)
 
 
-def record_for(spec: ModelSpec, model_dir: Path, name: str, source: str) -> ModelRecord:
+def record_for(
+    spec: ModelSpec, model_dir: Path, name: str, source: str, origin_sha256: str | None = None
+) -> ModelRecord:
     path = model_dir / spec.filename
     return ModelRecord(
         role=spec.role,
@@ -97,6 +105,7 @@ def record_for(spec: ModelSpec, model_dir: Path, name: str, source: str) -> Mode
         bytes=path.stat().st_size,
         source=source,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        origin_sha256=origin_sha256,
     )
 
 

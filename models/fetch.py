@@ -10,8 +10,10 @@ import httpx
 from models.artifacts import (
     DETECTOR,
     DETECTOR_MIRROR_SHA256,
+    DETECTOR_SOURCE_FILENAME,
     DETECTOR_URL,
     EMBEDDER,
+    SPECS,
     ModelArtifactError,
     ModelRecord,
     copy_atomic,
@@ -21,6 +23,7 @@ from models.artifacts import (
     verify_file,
     write_manifest,
 )
+from models.detector_graph import GraphConversionError, check_same_outputs, make_batch_dynamic
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +32,16 @@ DETECTOR_NAME = "yolox-nano-coco"
 
 
 def _current(model_dir: Path) -> dict[str, ModelRecord]:
-    """Manifest entries whose files still pass their checks."""
+    """Manifest entries whose files still pass their checks (and are the file the spec names)."""
     try:
         records = read_manifest(model_dir)
     except ModelArtifactError:
         return {}
     good = {}
     for role, record in records.items():
+        if role in SPECS and record.file != SPECS[role].filename:
+            log.info("%s: %s is an older kind of file, fetching %s", role, record.file, SPECS[role].filename)
+            continue
         try:
             verify_file(model_dir, record)
             good[role] = record
@@ -45,23 +51,35 @@ def _current(model_dir: Path) -> dict[str, ModelRecord]:
 
 
 def fetch_detector(model_dir: Path, mirror: Path | None) -> ModelRecord:
-    target = model_dir / DETECTOR.filename
-    mirrored = mirror / DETECTOR.filename if mirror else None
+    """The published detector (mirror or download), rewritten to a dynamic batch and checked against it."""
+    original = model_dir / DETECTOR_SOURCE_FILENAME
+    mirrored = mirror / DETECTOR_SOURCE_FILENAME if mirror else None
     if mirrored and mirrored.is_file():
         digest = sha256_file(mirrored)
         if digest != DETECTOR_MIRROR_SHA256:
             raise ModelArtifactError(f"{mirrored} has sha256 {digest}, expected {DETECTOR_MIRROR_SHA256}")
-        copy_atomic(mirrored, target)
-        return record_for(DETECTOR, model_dir, DETECTOR_NAME, f"mirror:{mirrored}")
-    log.info("no mirror copy of the detector; downloading %s", DETECTOR_URL)
-    tmp = target.with_name(f".{target.name}.download")
-    with httpx.stream("GET", DETECTOR_URL, follow_redirects=True, timeout=60) as response:
-        response.raise_for_status()
-        with tmp.open("wb") as handle:
-            for chunk in response.iter_bytes():
-                handle.write(chunk)
-    tmp.replace(target)
-    return record_for(DETECTOR, model_dir, DETECTOR_NAME, DETECTOR_URL)
+        copy_atomic(mirrored, original)
+        source = f"mirror:{mirrored}"
+    else:
+        log.info("no mirror copy of the detector; downloading %s", DETECTOR_URL)
+        tmp = original.with_name(f".{original.name}.download")
+        with httpx.stream("GET", DETECTOR_URL, follow_redirects=True, timeout=60) as response:
+            response.raise_for_status()
+            with tmp.open("wb") as handle:
+                for chunk in response.iter_bytes():
+                    handle.write(chunk)
+        tmp.replace(original)
+        source = DETECTOR_URL
+    target = model_dir / DETECTOR.filename
+    try:
+        make_batch_dynamic(original, target)
+        check_same_outputs(original, target)
+    except GraphConversionError as exc:
+        target.unlink(missing_ok=True)
+        raise ModelArtifactError(f"cannot give the detector a dynamic batch: {exc}") from exc
+    return record_for(
+        DETECTOR, model_dir, DETECTOR_NAME, f"{source} (dynamic batch)", origin_sha256=sha256_file(original)
+    )
 
 
 def embedder_name(weights: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -19,14 +20,18 @@ from models.artifacts import (
 )
 from models.detector import Detector, DetectorConfig
 from models.embedder import Embedder
-from models.runtime import Session, open_session
+from models.runtime import BackendChoice, BackendUnavailable, Session, choose_backend, open_session
+from models.tensorrt_backend import ENGINE_DIR_NAME, TensorRTError, TrtSession, open_trt_session
+from models.text import TextEncoder
 from watchbuy.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class LoadedModel:
     record: ModelRecord
-    session: Session
+    session: Session | TrtSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,23 +39,45 @@ class Models:
     detector: Detector
     embedder: Embedder
     loaded: tuple[LoadedModel, ...]
+    text: TextEncoder | None = None  # titles and ASR text (not an ONNX file: the weights ship with the package)
 
     def sha256(self, role: str) -> str:
         return next(m.record.sha256 for m in self.loaded if m.record.role == role)
 
 
+def _open_engine(model_dir: Path, path: Path, record: ModelRecord, choice: BackendChoice) -> TrtSession | None:
+    """The native TensorRT session when that backend was chosen; None (logged) when its engine fails."""
+    if choice.backend != "tensorrt":
+        return None
+    try:
+        return open_trt_session(path, record.sha256, record.role, model_dir / ENGINE_DIR_NAME, reason=choice.reason)
+    except TensorRTError as exc:
+        log.warning("%s: TensorRT engine unusable (%s); falling back to onnxruntime", record.role, exc)
+        return None
+
+
 def open_verified(
-    model_dir: Path, spec: ModelSpec, records: dict[str, ModelRecord], threads: int, providers: Sequence[str] | None
+    model_dir: Path,
+    spec: ModelSpec,
+    records: dict[str, ModelRecord],
+    threads: int,
+    providers: Sequence[str] | None,
+    choice: BackendChoice | None = None,
 ) -> LoadedModel:
     if spec.role not in records:
         raise ModelArtifactError(f"the model manifest has no {spec.role}; run `{FIX_COMMAND}`")
     record = records[spec.role]
     path = verify_file(model_dir, record)
+    choice = choice or choose_backend("onnxruntime", preferred=providers)
     try:
-        session = open_session(path, intra_op_threads=threads, preferred=providers)
+        session = _open_engine(model_dir, path, record, choice) or open_session(
+            path, intra_op_threads=threads, preferred=providers,
+            reason=choice.reason if choice.backend == "onnxruntime" else f"TensorRT engine failed; {choice.reason}",
+        )
     except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
         raise ModelArtifactError(f"{spec.role} model {path} cannot be loaded ({exc}); run `{FIX_COMMAND}`") from exc
     check_signature(spec, session.inner.get_inputs(), session.inner.get_outputs(), path)
+    log.info("%s on %s (%s): %s", spec.role, session.provider, session.backend, session.reason)
     return LoadedModel(record=record, session=session)
 
 
@@ -59,15 +86,24 @@ def load_models(
     detector_config: DetectorConfig,
     intra_op_threads: int = 0,
     providers: Sequence[str] | None = None,
+    backend: str = "auto",
 ) -> Models:
-    """Verify (manifest, size, sha256, signature) and open both models; raises ModelArtifactError."""
+    """Verify (manifest, size, sha256, signature) and open both models on the chosen backend.
+
+    Raises ModelArtifactError (also when `backend` names one that cannot run here).
+    """
     records = read_manifest(model_dir)
-    det = open_verified(model_dir, DETECTOR, records, intra_op_threads, providers)
-    emb = open_verified(model_dir, EMBEDDER, records, intra_op_threads, providers)
+    try:
+        choice = choose_backend(backend, preferred=providers)
+    except (BackendUnavailable, ValueError) as exc:
+        raise ModelArtifactError(str(exc)) from exc
+    det = open_verified(model_dir, DETECTOR, records, intra_op_threads, providers, choice)
+    emb = open_verified(model_dir, EMBEDDER, records, intra_op_threads, providers, choice)
     return Models(
         detector=Detector(det.session, detector_config),
         embedder=Embedder(emb.session),
         loaded=(det, emb),
+        text=TextEncoder(),
     )
 
 
@@ -83,4 +119,5 @@ def load_configured_models(settings: Settings) -> Models:
         ),
         intra_op_threads=settings.intra_op_threads,
         providers=settings.execution_providers,
+        backend=settings.inference_backend,
     )

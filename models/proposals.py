@@ -32,6 +32,13 @@ class ProposalConfig:
     include_parts: bool = True
     full_frame_fallback: bool = True
     always_full_frame: bool = False
+    center_crops: tuple[float, ...] = ()  # side fractions of centred boxes proposed in every frame
+
+
+def center_box(width: int, height: int, fraction: float) -> Box:
+    """The centred box covering `fraction` of the frame's width and height."""
+    margin_x, margin_y = (1 - fraction) * width / 2, (1 - fraction) * height / 2
+    return (margin_x, margin_y, width - margin_x, height - margin_y)
 
 
 def _part(box: Box, fractions: tuple[float, float, float, float]) -> Box:
@@ -64,4 +71,5 @@ def propose(
     kept = [p for p in clipped if p.box[2] - p.box[0] >= MIN_SIDE and p.box[3] - p.box[1] >= MIN_SIDE]
     if config.always_full_frame or (not kept and config.full_frame_fallback):
         kept.append(Detection((0.0, 0.0, float(width), float(height)), "full_frame", 0.0))
+    kept.extend(Detection(center_box(width, height, f), "center", 0.0) for f in config.center_crops)
     return kept

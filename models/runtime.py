@@ -3,6 +3,10 @@
 Preference: TensorRT → CUDA → CPU. Only providers that the installed onnxruntime build reports as
 available are requested, and the providers a session actually got are read back from the session
 (ONNX Runtime silently falls back when a provider fails to initialise).
+
+`choose_backend` picks the inference backend first: native TensorRT (models/tensorrt_backend.py) when
+`tensorrt` and `cuda-python` import and a CUDA GPU is visible, else ONNX Runtime on the providers above;
+the choice carries a human-readable reason that the loader logs and `/models` reports.
 """
 
 from __future__ import annotations
@@ -34,6 +38,51 @@ def select_providers(
     return chosen
 
 
+BACKENDS: tuple[str, ...] = ("auto", "tensorrt", "onnxruntime")
+
+
+class BackendUnavailable(RuntimeError):
+    """The explicitly requested backend cannot run on this machine (the message says why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackendChoice:
+    """Which backend runs the models ("tensorrt": native engines, "onnxruntime"), on what, and why."""
+
+    backend: str
+    providers: tuple[str, ...]
+    reason: str
+
+
+def choose_backend(
+    requested: str = "auto",
+    preferred: Sequence[str] | None = None,
+    available: Sequence[str] | None = None,
+    trt_probe: object | None = None,
+) -> BackendChoice:
+    """Native TensorRT when it can run here, else ONNX Runtime on the best installed providers.
+
+    `available` (providers) and `trt_probe` (a `tensorrt_backend.Probe`) default to what this machine has.
+    """
+    if requested not in BACKENDS:
+        raise ValueError(f"unknown inference backend {requested!r}; expected one of {BACKENDS}")
+    providers = tuple(select_providers(available, preferred or PREFERRED_PROVIDERS))
+    if requested == "onnxruntime":
+        return BackendChoice("onnxruntime", providers, f"onnxruntime requested; providers {list(providers)}")
+    if trt_probe is None:
+        from models.tensorrt_backend import probe
+
+        trt_probe = probe()
+    if trt_probe.available:
+        return BackendChoice("tensorrt", providers, f"native {trt_probe.reason}")
+    if requested == "tensorrt":
+        raise BackendUnavailable(f"the tensorrt backend was requested but cannot run: {trt_probe.reason}")
+    gpu_providers = [p for p in providers if p != "CPUExecutionProvider"]
+    where = (f"onnxruntime offers {gpu_providers}" if gpu_providers
+             else "onnxruntime has no TensorRT/CUDA provider here, so the CPU runs the models")
+    return BackendChoice("onnxruntime", providers, f"native TensorRT unavailable ({trt_probe.reason}); {where}")
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     """An inference session and what it really runs on."""
@@ -41,6 +90,8 @@ class Session:
     inner: ort.InferenceSession
     path: Path
     providers: tuple[str, ...]
+    backend: str = "onnxruntime"
+    reason: str = ""
 
     @property
     def provider(self) -> str:
@@ -56,7 +107,7 @@ class Session:
 
 
 def open_session(
-    path: Path, intra_op_threads: int = 0, preferred: Sequence[str] | None = None
+    path: Path, intra_op_threads: int = 0, preferred: Sequence[str] | None = None, reason: str = ""
 ) -> Session:
     """Open `path` on the best available provider; `intra_op_threads=0` keeps the runtime default."""
     options = ort.SessionOptions()
@@ -68,4 +119,5 @@ def open_session(
     got = tuple(inner.get_providers())
     if got[0] != providers[0]:
         log.warning("%s: asked for %s, got %s", path.name, providers, list(got))
-    return Session(inner=inner, path=path, providers=got)
+        reason = f"{reason}; onnxruntime fell back from {providers[0]} to {got[0]}".lstrip("; ")
+    return Session(inner=inner, path=path, providers=got, reason=reason)

@@ -7,17 +7,25 @@ little less; tuned on viton-train and grocery-train); over frames the
 per-frame scores are averaged, and a frame where the product was not among any box's neighbours
 counts with that frame's lowest retrieved similarity. A product seen in every frame thus beats one
 that matched a single frame by chance.
+
+When the request carries the host's speech (ASR text) and the index has title embeddings, each
+product's score moves by `text_weight` × (how much better its title matches the speech than the
+catalogue's average title does). Centring keeps the score on the visual scale the abstain threshold
+was calibrated on; without ASR text nothing changes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
-from indexer.store import StreamIndex
+from indexer.store import StreamIndex, TitleVectors
 from models.types import Box, Detection
+
+#: Products the speech alone may bring into the ranking (besides those the boxes retrieved).
+TEXT_CANDIDATES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +84,29 @@ def frame_scores(
     return best, floor
 
 
+def text_bonus(titles: TitleVectors, speech: np.ndarray, weight: float) -> dict[str, float]:
+    """weight × (title-to-speech cosine − its mean over the catalogue's titles), per titled product."""
+    if weight == 0 or len(titles.product_ids) == 0:
+        return {}
+    sims = titles.vectors @ speech.astype(np.float32).ravel()
+    return dict(zip(titles.product_ids, (weight * (sims - sims.mean())).tolist()))
+
+
 def rank_products(
-    index: StreamIndex, per_frame: Sequence[tuple[dict[str, float], float]], top_k: int
+    index: StreamIndex,
+    per_frame: Sequence[tuple[dict[str, float], float]],
+    top_k: int,
+    bonus: Mapping[str, float] | None = None,
 ) -> list[RankedProduct]:
-    """Average each product's per-frame best similarity over all frames; best first."""
+    """Average each product's per-frame best similarity over all frames, plus its text bonus; best first."""
     if not per_frame:
         return []
+    bonus = bonus or {}
     candidates = set().union(*(scores for scores, _ in per_frame))
+    candidates |= set(sorted(bonus, key=lambda pid: -bonus[pid])[:TEXT_CANDIDATES])
     totals = {
-        pid: sum(scores.get(pid, floor) for scores, floor in per_frame) / len(per_frame) for pid in candidates
+        pid: sum(scores.get(pid, floor) for scores, floor in per_frame) / len(per_frame) + bonus.get(pid, 0.0)
+        for pid in candidates
     }
     ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:top_k]
     return [RankedProduct(pid, float(score), index.titles.get(pid, "")) for pid, score in ranked]

@@ -8,18 +8,24 @@ from typing import AsyncIterator
 
 import anyio
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from indexer.store import IndexCorrupt, StreamIndex, StreamNotFound
 from models.embedder import PREPROCESS
 from models.loader import Models
+from service.auth import ApiKeyMiddleware
+from service.demo_routes import demo_router
+from service.drain import Drain
 from service.errors import ServiceUnavailable, StreamNotFoundError, install_error_handlers
 from service.limits import BodySizeLimitMiddleware
 from service.metrics import Metrics, MetricsMiddleware
+from service.redis_client import redis_state
 from service.request_parsing import IDENTIFY_OPENAPI, parse_identify
 from service.respond import identify_response, model_info, stream_info
 from service.schemas import ErrorResponse, IdentifyResponse, ModelsResponse, StreamInfo
-from service.state import ServiceState, start_service
+from service.sessions import apply_session, candidates
+from service.state import ServiceState, start_batching, start_redis, start_service, stop_batching, stop_redis
+from service.video_routes import video_router
 from watchbuy.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -64,17 +70,26 @@ def load_index(state: ServiceState, stream_id: str) -> StreamIndex:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     metrics = Metrics()
+    drain = Drain(settings.drain_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.service = await anyio.to_thread.run_sync(start_service, settings, metrics)
+        await start_redis(app.state.service)
+        await start_batching(app.state.service)
+        drain.install()
         yield
+        drain.uninstall()
+        await stop_batching(app.state.service)
+        await stop_redis(app.state.service)
         app.state.service = None
 
     app = FastAPI(title="watchbuy", version="0.1.0", lifespan=lifespan)
     app.state.service = None
     install_error_handlers(app, on_error=metrics.count_error)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, on_reject=metrics.count_error)
+    app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, metrics=metrics,
+                       limiter=lambda: getattr(app.state.service, "rate_limiter", None))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     def service(request: Request) -> ServiceState:
@@ -88,14 +103,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = service(request)
         query = await parse_identify(request, state.settings)
 
-        def run() -> IdentifyResponse:
-            index = load_index(state, query.stream_id)
-            result = state.pipeline.identify(query.frames, index, query.top_k)
-            state.metrics.observe_stages(result.timings_ms)
-            state.metrics.observe_counts(len(result.frames), result.n_boxes)
-            return identify_response(result)
+        index = await anyio.to_thread.run_sync(load_index, state, query.stream_id, limiter=state.limiter)
+        top_k = candidates(state.sessions, query.session_id, query.top_k)  # more when smoothing
+        result = await state.identify(query.frames, index, top_k, query.asr_text)
+        state.metrics.observe_stages(result.timings_ms)
+        state.metrics.observe_counts(len(result.frames), result.n_boxes)
+        result, smoothing = await apply_session(
+            state.sessions, query.session_id, result, index.titles, query.top_k, state.metrics
+        )
+        return identify_response(result, smoothing)
 
-        return await anyio.to_thread.run_sync(run, limiter=state.limiter)
+    app.include_router(video_router(service, load_index))
+    app.include_router(demo_router(service, load_index, settings.catalogue_root))
 
     @app.get("/streams/{stream_id}", response_model=StreamInfo, responses=ERRORS)
     async def get_stream(request: Request, stream_id: str) -> StreamInfo:
@@ -116,9 +135,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz(request: Request) -> Response:
-        ready = request.app.state.service is not None
-        body = b'{"status":"ready"}' if ready else b'{"status":"starting"}'
-        return Response(body, status_code=200 if ready else 503, media_type="application/json")
+        if drain.draining:
+            return Response(b'{"status":"draining"}', status_code=503, media_type="application/json")
+        state = request.app.state.service
+        if state is None:
+            return Response(b'{"status":"starting"}', status_code=503, media_type="application/json")
+        # Redis down is "degraded", still 200: requests succeed without it (no smoothing, CURRENT polling).
+        redis = redis_state(state.redis)
+        return JSONResponse({"status": "degraded" if redis == "down" else "ready", "redis": redis})
 
     @app.get("/metrics")
     async def get_metrics() -> Response:

@@ -26,9 +26,18 @@ class ApiError(Exception):
     status: int = 400
     code: str = "bad_request"
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
+        #: Extra response headers (e.g. Retry-After), sent with the error body.
+        self.headers: dict[str, str] = dict(headers or {})
         if status is not None:
             self.status = status
         if code is not None:
@@ -67,6 +76,28 @@ class BodyTooLarge(ApiError):
     status, code = 413, "body_too_large"
 
 
+class InvalidVideo(ApiError):
+    status, code = 400, "invalid_video"
+
+
+class UnsupportedVideoFormat(ApiError):
+    status, code = 415, "unsupported_video_format"
+
+
+class VideoTooLarge(ApiError):
+    status, code = 413, "video_too_large"
+
+
+class VideoTooLong(ApiError):
+    status, code = 422, "video_too_long"
+
+
+class FileNotFoundInCatalogue(ApiError):
+    """A catalogue image or clip frame that the stream's index does not list (or that left its folder)."""
+
+    status, code = 404, "file_not_found"
+
+
 class InvalidRequest(ApiError):
     status, code = 422, "invalid_request"
 
@@ -79,6 +110,28 @@ class ServiceUnavailable(ApiError):
     """Not the client's fault and not a crash: still starting, or a stream's index cannot be loaded."""
 
     status, code = 503, "service_unavailable"
+
+
+class Overloaded(ApiError):
+    """A model's batch queue is full: retry after `retry_after` seconds (sent as Retry-After)."""
+
+    status, code = 429, "overloaded"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(message, headers={"Retry-After": str(self.retry_after)})
+
+
+class Unauthorized(ApiError):
+    """No API key, or one that is not configured (WATCHBUY_API_KEYS)."""
+
+    status, code = 401, "unauthorized"
+
+
+class RateLimited(ApiError):
+    """The API key used up its requests for this minute (answered with Retry-After)."""
+
+    status, code = 429, "rate_limited"
 
 
 #: Codes for errors raised as plain HTTP exceptions (router 404/405, FastAPI's own raises).
@@ -152,7 +205,7 @@ def install_error_handlers(app: FastAPI, *, on_error: ErrorCallback | None = Non
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
         _report(exc.code)
-        return error_response(exc)
+        return error_response(exc, exc.headers or None)
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

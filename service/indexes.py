@@ -1,4 +1,5 @@
-"""Per-stream index cache for the service: lazy loads, LRU eviction, reload when CURRENT moves.
+"""Per-stream index cache for the service: lazy loads, LRU eviction, reload when CURRENT moves, and
+`switch_to(stream, version)` for the Redis index registry (service/registry.py).
 
 Thread-safe. A global lock guards only the dict; loading runs under a per-stream lock, so a big load
 never stalls other streams, and requests for a stream being reloaded keep getting the old index.
@@ -13,7 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from indexer.store import IndexStore, StoreError, StreamIndex
+from indexer.store import IndexCorrupt, IndexStore, StoreError, StreamIndex
+from service.faiss_device import to_device
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +73,47 @@ class IndexCache:
         with stream_lock:
             return self._first_load(stream_id)
 
+    def switch_to(self, stream_id: str, version: str) -> str:
+        """Load and verify `version` of a loaded stream now and swap it in (the registry's entry point).
+
+        Returns "switched", "current" (already serving it), "not_loaded" (the stream is not in memory:
+        its next request loads CURRENT) or "refused" (missing or failing verification: the loaded
+        version keeps serving). Requests never see a half-loaded index: the swap is one reference.
+        """
+        with self._lock:
+            cached = self._cached.get(stream_id)
+            if cached is None:
+                return "not_loaded"
+            if cached.index.version == version:
+                return "current"
+            stream_lock = self._stream_locks.setdefault(stream_id, threading.Lock())
+        with stream_lock:  # waits for a reload in progress, then decides on what it left
+            with self._lock:
+                cached = self._cached.get(stream_id)
+            if cached is None:
+                return "not_loaded"
+            if cached.index.version == version:
+                return "current"
+            try:
+                index = self._load(stream_id, version)
+            except (StoreError, ValueError) as exc:
+                if isinstance(exc, IndexCorrupt):
+                    with self._lock:  # CURRENT polling will not re-hash it for RETRY_FAILED_SECONDS
+                        cached.failed_version, cached.failed_at = version, time.monotonic()
+                self._keep(stream_id, cached, f"version {version} refused ({exc})")
+                return "refused"
+            log.info("switched index %s: %s -> %s", stream_id, cached.index.version, index.version)
+            self._put(stream_id, index)
+            return "switched"
+
     def loaded(self) -> list[StreamIndex]:
         """Loaded indexes, least recently used first."""
         with self._lock:
             return [cached.index for cached in self._cached.values()]
+
+    def _load(self, stream_id: str, version: str | None = None) -> StreamIndex:
+        """Load and verify a version from the store; on the GPU when faiss has one (service/faiss_device.py)."""
+        return to_device(self._store.load(stream_id, version))
 
     def _due(self, cached: _Cached) -> bool:
         return time.monotonic() - cached.checked_at > self._check_seconds
@@ -85,7 +124,7 @@ class IndexCache:
         if cached is not None:  # another thread loaded it while this one waited
             return cached.index
         try:
-            index = self._store.load(stream_id)
+            index = self._load(stream_id)
         except BaseException:
             with self._lock:  # keep the lock table bounded by streams that exist
                 self._stream_locks.pop(stream_id, None)
@@ -108,7 +147,7 @@ class IndexCache:
         if current == cached.failed_version and time.monotonic() - cached.failed_at < RETRY_FAILED_SECONDS:
             return self._keep(stream_id, cached, cached.problem)
         try:
-            index = self._store.load(stream_id, current)
+            index = self._load(stream_id, current)
         except StoreError as exc:
             with self._lock:
                 cached.failed_version, cached.failed_at = current, time.monotonic()

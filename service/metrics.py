@@ -26,6 +26,11 @@ SECONDS_BUCKETS: tuple[float, ...] = (
 )
 FRAMES_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64)
 BOXES_BUCKETS: tuple[float, ...] = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500)
+BATCH_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+#: Label values of the Redis-feature counters (service/sessions.py, service/auth.py, service/registry.py).
+SMOOTHING_OUTCOMES: tuple[str, ...] = ("applied", "no_session", "disabled", "redis_unavailable")
+RATE_LIMIT_RESULTS: tuple[str, ...] = ("allowed", "limited", "failed_open")
+ANNOUNCEMENT_OUTCOMES: tuple[str, ...] = ("switched", "current", "not_loaded", "older", "refused", "invalid")
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"
 
@@ -64,6 +69,44 @@ class Metrics:
             ["role", "name", "provider", "sha256"], registry=reg,
         )
         self.errors = Counter("watchbuy_errors", "Error answers by error code.", ["code"], registry=reg)
+        self.batch_size = Histogram(
+            "watchbuy_batch_size", "Items (frames or crops) per batched model call.", ["model"],
+            buckets=BATCH_BUCKETS, registry=reg,
+        )
+        self.batch_queue_depth = Gauge(
+            "watchbuy_batch_queue_depth", "Items waiting for a model's batcher.", ["model"], registry=reg
+        )
+        self.batch_wait_seconds = Histogram(
+            "watchbuy_batch_wait_seconds", "Time a request's items waited before their model call started.",
+            ["model"], buckets=SECONDS_BUCKETS, registry=reg,
+        )
+        self.redis_configured = Gauge(
+            "watchbuy_redis_configured", "1 when WATCHBUY_REDIS_URL is set, else 0.", registry=reg
+        )
+        self.redis_up = Gauge(
+            "watchbuy_redis_up", "1 while Redis answers, 0 when it is down or not configured.", registry=reg
+        )
+        self.redis_reconnects = Counter(
+            "watchbuy_redis_reconnects", "Times Redis came back after being down.", registry=reg
+        )
+        self.smoothing = Counter(
+            "watchbuy_session_smoothing", "/identify answers by session smoothing outcome.", ["outcome"],
+            registry=reg,
+        )
+        self.rate_limit = Counter(
+            "watchbuy_rate_limit_decisions", "Per-key rate limit decisions (failed_open: Redis was down).",
+            ["result"], registry=reg,
+        )
+        self.index_announcements = Counter(
+            "watchbuy_index_announcements", "Index version announcements received, by what was done.",
+            ["outcome"], registry=reg,
+        )
+        for counter, values in (
+            (self.smoothing, SMOOTHING_OUTCOMES), (self.rate_limit, RATE_LIMIT_RESULTS),
+            (self.index_announcements, ANNOUNCEMENT_OUTCOMES),
+        ):
+            for value in values:  # export every series from the start (dashboards, rate())
+                counter.labels(value)
         self._lock = threading.Lock()
         self._stream_labels: set[str] = set()
         self._model_labels: dict[str, tuple[str, str, str, str]] = {}
@@ -105,6 +148,31 @@ class Metrics:
 
     def count_error(self, code: str) -> None:
         self.errors.labels(code=code).inc()
+
+    def observe_batch(self, model: str, size: int, waits_seconds: list[float]) -> None:
+        """One batched model call: its size and how long each request in it waited."""
+        self.batch_size.labels(model=model).observe(size)
+        for seconds in waits_seconds:
+            self.batch_wait_seconds.labels(model=model).observe(max(0.0, seconds))
+
+    def set_queue_depth(self, model: str, items: int) -> None:
+        self.batch_queue_depth.labels(model=model).set(items)
+
+    def set_redis(self, configured: bool, up: bool) -> None:
+        self.redis_configured.set(1 if configured else 0)
+        self.redis_up.set(1 if up else 0)
+
+    def count_redis_reconnect(self) -> None:
+        self.redis_reconnects.inc()
+
+    def count_smoothing(self, outcome: str) -> None:
+        self.smoothing.labels(outcome=outcome).inc()
+
+    def count_rate_limit(self, result: str) -> None:
+        self.rate_limit.labels(result=result).inc()
+
+    def count_announcement(self, outcome: str) -> None:
+        self.index_announcements.labels(outcome=outcome).inc()
 
     def render(self) -> tuple[bytes, str]:
         """Exposition body and its content type, for a /metrics route."""

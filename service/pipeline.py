@@ -1,7 +1,10 @@
-"""The /identify flow as one synchronous function: decode → detect → propose → embed → search → aggregate.
+"""The /identify flow: decode → detect → propose → embed → search → aggregate.
 
-It runs in a worker thread (CPU work never blocks the event loop) and only reads shared objects
-(ONNX Runtime sessions and FAISS CPU indexes are safe for concurrent reads).
+`identify` runs it synchronously in one worker thread, calling the models directly (the evaluator, and
+the service with WATCHBUY_BATCHING=false). `identify_batched` runs the same steps for concurrent
+requests: decoding, search and aggregation in worker threads, the detector and embedder calls through
+the shared batchers (service/batching.py), which put several requests into one model call. Both only
+read shared objects (ONNX Runtime sessions and FAISS CPU indexes are safe for concurrent reads).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Sequence
 
+import anyio
 import numpy as np
 
 from indexer.store import StreamIndex
@@ -18,7 +22,16 @@ from models.embedder import crop
 from models.loader import Models
 from models.proposals import ProposalConfig, propose
 from models.types import Detection
-from service.aggregate import BoxEvidence, RankedProduct, box_matches, frame_scores, rank_products, should_abstain
+from service.aggregate import (
+    BoxEvidence,
+    RankedProduct,
+    box_matches,
+    frame_scores,
+    rank_products,
+    should_abstain,
+    text_bonus,
+)
+from service.batching import ModelBatchers
 from service.decode import DecodedFrame, decode_image
 from service.request_parsing import EncodedFrame
 
@@ -31,6 +44,7 @@ class PipelineConfig:
     neighbours_per_box: int = 20
     matches_per_box: int = 3
     abstain_threshold: float = 0.5
+    text_weight: float = 0.0
     proposal_weights: Mapping[str, float] = field(default_factory=dict)
     proposals: ProposalConfig = ProposalConfig()
 
@@ -78,25 +92,105 @@ class Pipeline:
     def decode(self, frames: Sequence[EncodedFrame]) -> list[DecodedFrame]:
         return [DecodedFrame(f.frame_index, decode_image(f.data, self.config.max_image_pixels)) for f in frames]
 
-    def identify(self, frames: Sequence[EncodedFrame], index: StreamIndex, top_k: int) -> Identification:
+    def identify(
+        self, frames: Sequence[EncodedFrame], index: StreamIndex, top_k: int, asr_text: str | None = None
+    ) -> Identification:
         timer = StageTimer()
         started = time.perf_counter()
         with timer.stage("decode"):
             decoded = self.decode(frames)
+        return self.identify_decoded(decoded, index, top_k, timer, started, asr_text)
+
+    def identify_decoded(
+        self,
+        decoded: Sequence[DecodedFrame],
+        index: StreamIndex,
+        top_k: int,
+        timer: StageTimer | None = None,
+        started: float | None = None,
+        asr_text: str | None = None,
+    ) -> Identification:
+        """The flow after decoding, for frames decoded elsewhere (video); `timer` and `started` carry the decode."""
+        timer = timer or StageTimer()
+        started = time.perf_counter() if started is None else started
         with timer.stage("detect"):
-            proposals = [
-                propose(self.models.detector.detect(f.image), f.width, f.height, self.config.proposals)
-                for f in decoded
-            ]
+            proposals = self._proposals(decoded, self.models.detector.detect_many([f.image for f in decoded]))
         with timer.stage("embed"):
-            crops = [crop(f.image, p.box) for f, props in zip(decoded, proposals) for p in props]
-            vectors = self.models.embedder.embed(crops)
+            vectors = self.models.embedder.embed(self._crops(decoded, proposals))
+        return self.search_and_aggregate(decoded, proposals, vectors, index, top_k, timer, started, asr_text)
+
+    async def identify_batched(
+        self,
+        frames: Sequence[EncodedFrame],
+        index: StreamIndex,
+        top_k: int,
+        batchers: ModelBatchers,
+        limiter: anyio.CapacityLimiter,
+        asr_text: str | None = None,
+    ) -> Identification:
+        """`identify` for concurrent requests: model calls shared with other requests (raises Overloaded)."""
+        timer = StageTimer()
+        started = time.perf_counter()
+        batchers.ensure_room(len(frames))  # refuse (429) before decoding when a model's queue is full
+        with timer.stage("decode"):
+            decoded = await anyio.to_thread.run_sync(self.decode, frames, limiter=limiter)
+        return await self.identify_decoded_batched(
+            decoded, index, top_k, batchers, limiter, timer, started, asr_text
+        )
+
+    async def identify_decoded_batched(
+        self,
+        decoded: Sequence[DecodedFrame],
+        index: StreamIndex,
+        top_k: int,
+        batchers: ModelBatchers,
+        limiter: anyio.CapacityLimiter,
+        timer: StageTimer | None = None,
+        started: float | None = None,
+        asr_text: str | None = None,
+    ) -> Identification:
+        """`identify_decoded` with the model calls through the batchers (queue wait counts in the stage)."""
+        timer = timer or StageTimer()
+        started = time.perf_counter() if started is None else started
+        with timer.stage("detect"):
+            proposals = self._proposals(decoded, await batchers.detector.submit([f.image for f in decoded]))
+        with timer.stage("embed"):
+            vectors = await batchers.embedder.submit(self._crops(decoded, proposals))
+        return await anyio.to_thread.run_sync(
+            self.search_and_aggregate, decoded, proposals, vectors, index, top_k, timer, started, asr_text,
+            limiter=limiter,
+        )
+
+    def _proposals(
+        self, decoded: Sequence[DecodedFrame], detections: Sequence[Sequence[Detection]]
+    ) -> list[list[Detection]]:
+        config = self.config.proposals
+        return [propose(found, f.width, f.height, config) for f, found in zip(decoded, detections)]
+
+    @staticmethod
+    def _crops(decoded: Sequence[DecodedFrame], proposals: Sequence[Sequence[Detection]]) -> list[np.ndarray]:
+        return [crop(f.image, p.box) for f, props in zip(decoded, proposals) for p in props]
+
+    def search_and_aggregate(
+        self,
+        decoded: Sequence[DecodedFrame],
+        proposals: Sequence[Sequence[Detection]],
+        vectors: np.ndarray,
+        index: StreamIndex,
+        top_k: int,
+        timer: StageTimer,
+        started: float,
+        asr_text: str | None = None,
+    ) -> Identification:
+        """The flow after the image models, shared by both ways of calling them: one search for all boxes."""
+        with timer.stage("embed"):
+            bonus = self._text_bonus(index, asr_text)
         with timer.stage("search"):
             k = min(self.config.neighbours_per_box, index.index.ntotal)
             sims, rows = index.index.search(vectors, k)
         with timer.stage("aggregate"):
             evidence, per_frame = self._evidence(decoded, proposals, index, rows, sims)
-            products = rank_products(index, per_frame, top_k)
+            products = rank_products(index, per_frame, top_k, bonus)
             abstain = should_abstain(products, self.config.abstain_threshold)
         timer.ms["total"] = (time.perf_counter() - started) * 1000
         return Identification(
@@ -107,6 +201,13 @@ class Pipeline:
             frames=tuple(evidence),
             timings_ms=timer.ms,
         )
+
+    def _text_bonus(self, index: StreamIndex, asr_text: str | None) -> dict[str, float]:
+        """Per-product score shift from the host's speech; empty without speech, titles or encoder."""
+        if not asr_text or not asr_text.strip() or index.text is None or self.models.text is None:
+            return {}
+        speech = self.models.text.encode([asr_text])[0]
+        return text_bonus(index.text, speech, self.config.text_weight)
 
     def _evidence(
         self,

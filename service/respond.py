@@ -12,16 +12,18 @@ from service.schemas import (
     IdentifyResponse,
     ModelInfo,
     ProductOut,
+    SmoothingOut,
     StreamInfo,
     TimingsOut,
 )
+from service.sessions import Smoothing
 
 
 def _r(value: float, digits: int = 4) -> float:
     return round(float(value), digits)
 
 
-def identify_response(result: Identification) -> IdentifyResponse:
+def identify_response(result: Identification, smoothing: Smoothing | None = None) -> IdentifyResponse:
     frames = [
         FrameOut(
             frame_index=frame.frame_index,
@@ -54,6 +56,9 @@ def identify_response(result: Identification) -> IdentifyResponse:
         products=[ProductOut(product_id=p.product_id, score=_r(p.score), title=p.title) for p in result.products],
         frames=frames,
         timings_ms=TimingsOut(**{k: _r(v, 2) for k, v in result.timings_ms.items()}),
+        smoothing=None if smoothing is None else SmoothingOut(
+            applied=smoothing.applied, window=smoothing.window, reason=smoothing.reason
+        ),
     )
 
 
@@ -74,4 +79,6 @@ def model_info(model: LoadedModel) -> ModelInfo:
         sha256=model.record.sha256,
         provider=model.session.provider,
         providers=list(model.session.providers),
+        backend=model.session.backend,
+        backend_reason=model.session.reason,
     )

@@ -43,6 +43,12 @@ class IdentifyRequest(IdentifyFields):
     frames: list[FrameIn] = Field(min_length=1, description="Frames of the stream (at most `max_frames`).")
 
 
+class IdentifyVideoFields(IdentifyFields):
+    """The form fields of POST /identify/video besides the `video` file."""
+
+    return_frames: bool = Field(False, description="Also return each sampled frame as a JPEG data URL.")
+
+
 # --- responses ---------------------------------------------------------------------------------
 
 
@@ -82,6 +88,14 @@ class TimingsOut(BaseModel):
     total: float
 
 
+class SmoothingOut(BaseModel):
+    applied: bool = Field(description="True when `products` are averaged over the session's recent requests.")
+    window: int = Field(description="Requests the ranking is based on (this one included).")
+    reason: str | None = Field(
+        None, description="Why not applied: `no_session`, `disabled` (no Redis configured), `redis_unavailable`."
+    )
+
+
 class IdentifyResponse(BaseModel):
     stream_id: str
     index_version: str
@@ -89,6 +103,35 @@ class IdentifyResponse(BaseModel):
     products: list[ProductOut]
     frames: list[FrameOut]
     timings_ms: TimingsOut
+    smoothing: SmoothingOut | None = Field(None, description="Session smoothing (temporal) of `products`.")
+
+
+class VideoFrameOut(BaseModel):
+    frame_index: int = Field(description="Position of the frame in the video (0-based, presentation order).")
+    time_s: float = Field(description="Seconds from the first frame.")
+    image: str | None = Field(None, description="The frame as a JPEG data URL, when `return_frames` was true.")
+
+
+class VideoOut(BaseModel):
+    duration_s: float
+    fps: float | None
+    frames_decoded: int
+    sampled: list[VideoFrameOut]
+
+
+class IdentifyVideoResponse(IdentifyResponse):
+    video: VideoOut
+
+
+class ClipOut(BaseModel):
+    clip_id: str
+    product_id: str | None = Field(description="The labelled product; null = nothing from the catalogue.")
+    frames: int
+
+
+class ClipsResponse(BaseModel):
+    stream_id: str
+    clips: list[ClipOut]
 
 
 class StreamInfo(BaseModel):
@@ -109,6 +152,8 @@ class ModelInfo(BaseModel):
     sha256: str
     provider: str = Field(description="Execution provider the session actually runs on.")
     providers: list[str] = Field(description="Providers the session was given, in preference order.")
+    backend: str = Field("onnxruntime", description="`tensorrt` (native engines) or `onnxruntime`.")
+    backend_reason: str = Field("", description="Why this backend and provider were chosen on this machine.")
 
 
 class ModelsResponse(BaseModel):

@@ -116,3 +116,24 @@ def expected_embedder() -> tuple[str, int]:
     weights = Settings().embedder_weights
     dim = 1280 if weights == IMAGENET else int(read_weights_manifest()[weights]["config"]["dim"])
     return embedder_name(weights), dim
+
+
+# --- a real redis-server ------------------------------------------------------------------------------
+
+from collections.abc import Iterator  # noqa: E402
+
+from redis_server import RedisServer  # noqa: E402
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A fresh `redis-server` (system package) on a free loopback port, no persistence; stopped after."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        _missing("redis-server not found; install the redis-server package (.ci/run does)")
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

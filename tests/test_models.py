@@ -14,6 +14,7 @@ from PIL import Image
 from models.artifacts import (
     DETECTOR,
     DETECTOR_MIRROR_SHA256,
+    DETECTOR_SOURCE_FILENAME,
     EMBEDDER,
     FIX_COMMAND,
     MANIFEST,
@@ -96,7 +97,7 @@ def test_copied_models_load(model_copy: Path) -> None:
     records = read_manifest(model_copy)
     pinned = [records["detector"].sha256, records["embedder"].sha256]
     assert [m.record.sha256 for m in loaded.loaded] == pinned
-    assert records["detector"].sha256 == DETECTOR_MIRROR_SHA256
+    assert records["detector"].origin_sha256 == DETECTOR_MIRROR_SHA256  # converted to a dynamic batch
 
 
 def test_truncated_embedder_is_refused(model_copy: Path) -> None:
@@ -246,9 +247,10 @@ def test_fetch_copies_the_detector_from_the_mirror_and_keeps_a_valid_embedder(
     before = embedder.stat().st_mtime_ns
     (model_copy / DETECTOR.filename).unlink()
     records = fetch_models(model_copy, mirror, embedder_weights=WEIGHTS)
-    assert records["detector"].sha256 == DETECTOR_MIRROR_SHA256
-    assert records["detector"].source == f"mirror:{mirror / DETECTOR.filename}"
-    assert sha256_file(model_copy / DETECTOR.filename) == DETECTOR_MIRROR_SHA256
+    assert records["detector"].origin_sha256 == DETECTOR_MIRROR_SHA256
+    assert records["detector"].source == f"mirror:{mirror / DETECTOR_SOURCE_FILENAME} (dynamic batch)"
+    assert sha256_file(model_copy / DETECTOR_SOURCE_FILENAME) == DETECTOR_MIRROR_SHA256
+    assert sha256_file(model_copy / DETECTOR.filename) == records["detector"].sha256
     assert embedder.stat().st_mtime_ns == before  # not exported again
     assert read_manifest(model_copy) == records
     load(model_copy)  # and the result is loadable
@@ -265,15 +267,16 @@ def test_fetch_replaces_a_corrupt_detector(model_copy: Path, shared_dir: Path) -
     detector = model_copy / DETECTOR.filename
     detector.write_bytes(b"corrupt")
     before = (model_copy / EMBEDDER.filename).stat().st_mtime_ns
-    fetch_models(model_copy, shared_dir / "models", embedder_weights=WEIGHTS)
-    assert sha256_file(detector) == DETECTOR_MIRROR_SHA256
+    records = fetch_models(model_copy, shared_dir / "models", embedder_weights=WEIGHTS)
+    assert sha256_file(detector) == records["detector"].sha256
+    assert records["detector"].origin_sha256 == DETECTOR_MIRROR_SHA256
     assert (model_copy / EMBEDDER.filename).stat().st_mtime_ns == before
 
 
 def test_fetch_refuses_a_mirror_copy_with_the_wrong_sha(model_copy: Path, tmp_path: Path) -> None:
     mirror = tmp_path / "mirror"
     mirror.mkdir()
-    (mirror / DETECTOR.filename).write_bytes(b"not the detector")
+    (mirror / DETECTOR_SOURCE_FILENAME).write_bytes(b"not the detector")
     (model_copy / DETECTOR.filename).unlink()
     with pytest.raises(ModelArtifactError, match=DETECTOR_MIRROR_SHA256):
         fetch_models(model_copy, mirror, embedder_weights=WEIGHTS)

@@ -82,3 +82,12 @@ def test_tiny_boxes_are_dropped() -> None:
     assert propose([tiny, thin, ok, outside], 200, 200) == [ok]
     # Only tiny boxes: the whole frame is searched instead.
     assert [p.label for p in propose([tiny, thin], 200, 200)] == ["full_frame"]
+
+
+def test_center_crops_are_centred_and_added_to_every_frame() -> None:
+    config = ProposalConfig(center_crops=(0.5,))
+    person = Detection((10.0, 20.0, 60.0, 180.0), "person", 0.9)
+    boxes = {p.label: p.box for p in propose([person], 200, 100, config)}
+    assert boxes["center"] == (50.0, 25.0, 150.0, 75.0)
+    assert "person" in boxes  # detections are kept; the centred box comes on top
+    assert [p.label for p in propose([], 200, 100, config)] == ["full_frame", "center"]

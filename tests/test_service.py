@@ -105,7 +105,10 @@ def test_top1_rate_on_the_slice_is_well_above_chance(client: TestClient, slice_d
 
 def test_response_has_exactly_the_contract_keys(client: TestClient, frame_bytes: bytes) -> None:
     answer = identify(client, [frame_bytes, frame_bytes], top_k=3)
-    assert set(answer) == {"stream_id", "index_version", "abstain", "products", "frames", "timings_ms"}
+    assert set(answer) == {
+        "stream_id", "index_version", "abstain", "products", "frames", "timings_ms", "smoothing",
+    }
+    assert answer["smoothing"] == {"applied": False, "window": 1, "reason": "disabled"}  # no Redis here
     assert answer["stream_id"] == SLICE_STREAM and isinstance(answer["abstain"], bool)
     assert 1 <= len(answer["products"]) <= 3
     for product in answer["products"]:
@@ -121,7 +124,7 @@ def test_response_has_exactly_the_contract_keys(client: TestClient, frame_bytes:
         for box in frame["boxes"]:
             assert set(box) == {"box", "label", "detector_score", "matches"}
             assert len(box["box"]) == 4
-            assert box["label"] in {"person", "upper_body", "lower_body", "full_frame"}
+            assert box["label"] in {"person", "upper_body", "lower_body", "full_frame", "center"}
             x1, y1, x2, y2 = box["box"]
             assert 0 <= x1 < x2 <= 192 and 0 <= y1 < y2 <= 256
             assert 1 <= len(box["matches"]) <= 3
@@ -288,7 +291,7 @@ def test_models_route_lists_both_models_on_cpu(client: TestClient, model_dir: Pa
 def test_health_readiness_and_metrics(client: TestClient, frame_bytes: bytes) -> None:
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+    assert ready.status_code == 200 and ready.json() == {"status": "ready", "redis": "off"}
     identify(client, [frame_bytes])
     metrics = client.get("/metrics")
     assert metrics.status_code == 200

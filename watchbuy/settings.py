@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: COCO classes the detector keeps by default: people (garments are worn) and product-like objects.
@@ -31,9 +34,13 @@ class Settings(BaseSettings):
         "watchbuy-lite0-v1",
         description="Weights `make models` exports: `imagenet`, or a trained entry of models/weights/manifest.json.",
     )
-    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads per session (0 = runtime default).")
+    # 1: measured on the 2-core box, two single-threaded calls at once beat one call on 2 spinning threads
+    intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads per session (0 = runtime default).")
     execution_providers: list[str] | None = Field(
         None, description="Override the provider preference order, e.g. [\"CPUExecutionProvider\"]."
+    )
+    inference_backend: Literal["auto", "tensorrt", "onnxruntime"] = Field(
+        "auto", description="auto: native TensorRT when it can run here, else ONNX Runtime (models/runtime.py)."
     )
 
     # --- detector and proposals ----------------------------------------------------------------
@@ -42,6 +49,10 @@ class Settings(BaseSettings):
     detector_classes: list[str] = Field(default_factory=lambda: list(DEFAULT_DETECTOR_CLASSES))
     propose_full_frame: bool = Field(
         True, description="Also embed the whole frame, not only detections (a product held close to the camera)."
+    )
+    propose_center_crops: list[Annotated[float, Field(gt=0.0, le=1.0)]] = Field(
+        default_factory=lambda: [0.45, 0.7],
+        description="Side fractions of centred boxes also embedded in every frame (a product held up to the camera).",
     )
     max_detections: int = Field(10, ge=1, le=100, description="Detections kept per frame, best first.")
 
@@ -57,7 +68,14 @@ class Settings(BaseSettings):
     neighbours_per_box: int = Field(20, ge=1, le=200, description="FAISS neighbours fetched per box.")
     matches_per_box: int = Field(3, ge=1, le=20, description="Box-level matches returned per box.")
     abstain_threshold: float = Field(
-        0.67, description="Abstain when the best product score is below this (calibrated on viton-train-11)."
+        0.73,
+        description="Abstain when the best product score is below this: the highest threshold abstaining on "
+        "at most 10% of normal clips of viton-train-11 (held out from training).",
+    )
+    text_weight: float = Field(
+        0.5, ge=0.0, le=5.0,
+        description="How far the host's speech (asr_text) moves a product's score: weight × (its title's "
+        "cosine to the speech − the catalogue mean). 0 turns text fusion off; no asr_text changes nothing.",
     )
     proposal_weights: dict[str, float] = Field(
         default_factory=lambda: {"person": 0.9, "lower_body": 0.94},
@@ -72,6 +90,70 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(16_777_216, ge=1, description="Largest decoded frame (width × height).")
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body.")
     inference_threads: int = Field(2, ge=1, description="Worker threads running CPU work off the event loop.")
+    drain_seconds: float = Field(
+        0.0, ge=0.0, description="On SIGTERM, /readyz fails this long before the listener closes (service/drain.py)."
+    )
+
+    # --- batching and threads (service/batching.py; defaults measured on the 2-core box, see README) ---
+    batching: bool = Field(True, description="Batch detector and embedder calls across concurrent requests.")
+    # small on a CPU: the CPU time per item grows with the batch (detector 8.3 ms at 1-2, 10.0 at 8; embedder
+    # 7.2 ms at 1, 8.1 at 4, 9.0 at 8); HTTP at concurrency 16: embedder 4 > 8 > 32. Raise both on a GPU.
+    detector_max_batch: int = Field(2, ge=1, le=64, description="Most frames in one detector call.")
+    embedder_max_batch: int = Field(4, ge=1, le=256, description="Most crops in one embedder call.")
+    # 0 (Triton's default): on a CPU a fuller batch costs as much per item, so waiting only adds latency
+    batch_max_wait_ms: float = Field(
+        0.0, ge=0.0, le=100.0,
+        description="Upper bound on waiting for a fuller batch (the wait is min(this, half the measured call)).",
+    )
+    # about 2-3 s of work each here: an answer queued longer than a player's polling interval is stale
+    detector_queue_size: int = Field(32, ge=1, description="Frames waiting for the detector before 429 overloaded.")
+    embedder_queue_size: int = Field(256, ge=1, description="Crops waiting for the embedder before 429 overloaded.")
+    # one single-threaded model call per core
+    model_calls: int = Field(2, ge=1, description="Batched model calls running at once, over both models.")
+    # 1: concurrent requests already fill the cores; per-search OpenMP threads only contend with the models
+    faiss_threads: int = Field(1, ge=0, description="FAISS OpenMP threads (0 = FAISS default: all cores).")
+
+    # --- Redis, sessions and access ----------------------------------------------------------------
+    redis_url: str | None = Field(
+        None, description="redis://host:port/db; unset = one machine: file-based reload, no sessions, no rate limit."
+    )
+    redis_timeout_seconds: float = Field(
+        0.25, gt=0.0, le=10.0, description="Connect and command timeout: a dead Redis never stalls a request longer."
+    )
+    registry_channel: str = Field(
+        "watchbuy:indexes", min_length=1,
+        description="Pub/sub channel the indexer announces new versions on (the hash `<channel>:current` records them).",
+    )
+    session_window: int = Field(5, ge=1, le=100, description="Recent /identify requests a session's ranking averages.")
+    session_ttl_seconds: int = Field(300, ge=1, description="A session is forgotten this long after its last request.")
+    api_keys: list[str] = Field(
+        default_factory=list, description="Accepted API keys (JSON list); empty = no authentication."
+    )
+    rate_limit_per_minute: int = Field(
+        0, ge=0, description="Requests per API key per minute (fixed window in Redis); 0 = off."
+    )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_not_blank(cls, keys: list[str]) -> list[str]:
+        if any(not key.strip() or key != key.strip() for key in keys):
+            raise ValueError("API keys must be non-empty and have no surrounding whitespace")
+        return keys
+
+    @model_validator(mode="after")
+    def _rate_limit_needs_keys_and_redis(self) -> Settings:
+        if self.rate_limit_per_minute and not (self.api_keys and self.redis_url):
+            raise ValueError("WATCHBUY_RATE_LIMIT_PER_MINUTE needs WATCHBUY_API_KEYS and WATCHBUY_REDIS_URL")
+        return self
+
+    # --- video and demo page -------------------------------------------------------------------
+    max_video_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, description="Largest clip POST /identify/video accepts (max_body_bytes applies too)."
+    )
+    max_video_seconds: float = Field(60.0, gt=0, description="Longest clip POST /identify/video accepts.")
+    video_sample_fps: float = Field(
+        4.0, gt=0, le=60, description="Frames sampled per second of video; long clips get fewer (max_frames in all)."
+    )
 
 
 @lru_cache(maxsize=1)

@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -28,7 +29,7 @@ from models.export import load_lite0_imagenet
 from models.nets.efficientnet_lite import EmbeddingNet
 from models.train.augment import view
 from models.train.pairs import Pair, View, read_pairs
-from models.trained import WEIGHTS_DIR, save_weights
+from models.trained import WEIGHTS_DIR, load_trained, save_weights
 from models.types import Box
 
 log = logging.getLogger("train")
@@ -47,6 +48,9 @@ class TrainConfig:
     lr_head: float = 2e-3
     temperature: float = 0.05
     seed: int = 0
+    init: str | None = None  # start from these trained weights (models/weights/) instead of ImageNet
+    repeat: tuple[tuple[str, int], ...] = ()  # (dataset name, times): oversample a small dataset per epoch
+    val_share: tuple[tuple[str, float], ...] = ()  # (stream, share): hold out a seeded share of its clips
 
 
 class ImageCache:
@@ -66,8 +70,12 @@ def to_tensor(batch: list[np.ndarray]) -> torch.Tensor:
 
 
 def build_model(config: TrainConfig) -> EmbeddingNet:
-    backbone = load_lite0_imagenet()
-    model = EmbeddingNet(backbone, nn.Linear(backbone.feature_dim, config.dim))
+    if config.init:
+        model = load_trained(config.init)
+        backbone = model.backbone
+    else:
+        backbone = load_lite0_imagenet()
+        model = EmbeddingNet(backbone, nn.Linear(backbone.feature_dim, config.dim))
     for module in [backbone._conv_stem, backbone._bn0, *backbone._blocks[: config.freeze_blocks]]:
         for p in module.parameters():
             p.requires_grad_(False)
@@ -119,8 +127,12 @@ def _clean_view(image: np.ndarray, box: Box | None, size: int) -> np.ndarray:
     return cv2.resize(pad_to_square(np.ascontiguousarray(patch)), (size, size), interpolation=cv2.INTER_AREA)
 
 
-def validate(model: nn.Module, pairs: list[Pair], cache: ImageCache, size: int) -> float:
-    """R@1 of photo crops against all shop crops of the held-out products."""
+def validate(model: nn.Module, groups: dict[str, list[Pair]], cache: ImageCache, size: int) -> dict[str, float]:
+    """R@1 per validation stream: photo crops against all shop crops of that stream's products."""
+    return {stream: _r_at_1(model, pairs, cache, size) for stream, pairs in sorted(groups.items())}
+
+
+def _r_at_1(model: nn.Module, pairs: list[Pair], cache: ImageCache, size: int) -> float:
     model.eval()
     shops: dict[int, View] = {p.label: p.shop for p in pairs}
     labels = sorted(shops)
@@ -131,15 +143,42 @@ def validate(model: nn.Module, pairs: list[Pair], cache: ImageCache, size: int) 
     return float((best == truth).float().mean())
 
 
+def stream_of(pair: Pair) -> str:
+    """The stream folder a pair's photo comes from (<dataset>/streams/<stream>/...)."""
+    parts = pair.photo.path.parts
+    return parts[parts.index("streams") + 1]
+
+
+def dataset_of(pair: Pair) -> str:
+    parts = pair.photo.path.parts
+    return parts[parts.index("streams") - 1]
+
+
+def split_pairs(pairs: list[Pair], config: TrainConfig) -> tuple[list[Pair], dict[str, list[Pair]]]:
+    """Training pairs (small datasets repeated) and validation pairs per stream: whole `val_streams`,
+    and a seeded share of the clip photos of each `val_share` stream (its products stay in training)."""
+    shares = dict(config.val_share)
+    rng = random.Random(config.seed)
+    train_pairs: list[Pair] = []
+    groups: dict[str, list[Pair]] = {}
+    for pair in pairs:
+        stream = stream_of(pair)
+        held_out = stream in config.val_streams or (stream in shares and rng.random() < shares[stream])
+        if held_out:
+            groups.setdefault(stream, []).append(pair)
+        else:
+            train_pairs.append(pair)
+    times = dict(config.repeat)
+    repeated = [p for p in train_pairs for _ in range(times.get(dataset_of(p), 1))]
+    return repeated, groups
+
+
 def train(config: TrainConfig, work_dir: Path) -> dict:
     torch.manual_seed(config.seed)
     np_rng = np.random.default_rng(config.seed)
     py_rng = random.Random(config.seed)
-    all_pairs = read_pairs([Path(d) for d in config.datasets])
-    is_val = lambda p: any(f"/{s}/" in str(p.photo.path) for s in config.val_streams)  # noqa: E731
-    train_pairs = [p for p in all_pairs if not is_val(p)]
-    val_pairs = [p for p in all_pairs if is_val(p)]
-    log.info("pairs: %d train, %d validation", len(train_pairs), len(val_pairs))
+    train_pairs, val_groups = split_pairs(read_pairs([Path(d) for d in config.datasets]), config)
+    log.info("pairs: %d train, validation %s", len(train_pairs), {k: len(v) for k, v in val_groups.items()})
     model = build_model(config)
     head_params = list(model.head.parameters())
     body_params = [p for n, p in model.backbone.named_parameters() if p.requires_grad]
@@ -166,8 +205,8 @@ def train(config: TrainConfig, work_dir: Path) -> dict:
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed after epoch %d", start_epoch)
     elif not history:
-        history.append({"epoch": 0, "val_r1": validate(model, val_pairs, cache, config.size)})
-        log.info("epoch 0 (ImageNet): val R@1 %.3f", history[-1]["val_r1"])
+        history.append({"epoch": 0, "val_r1": validate(model, val_groups, cache, config.size)})
+        log.info("epoch 0 (%s): val R@1 %s", config.init or "ImageNet", history[-1]["val_r1"])
     for epoch in range(start_epoch + 1, config.epochs + 1):
         model.train()
         for module in model.modules():  # small batches: keep the ImageNet BN statistics
@@ -185,10 +224,10 @@ def train(config: TrainConfig, work_dir: Path) -> dict:
             losses.append(loss.item())
             if step % 10 == 0:
                 log.info("epoch %d step %d loss %.3f (%.1f s)", epoch, step, loss, time.perf_counter() - started)
-        val = validate(model, val_pairs, cache, config.size)
+        val = validate(model, val_groups, cache, config.size)
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_r1": val,
                         "seconds": time.perf_counter() - started})
-        log.info("epoch %d: loss %.3f val R@1 %.3f", epoch, np.mean(losses), val)
+        log.info("epoch %d: loss %.3f val R@1 %s", epoch, np.mean(losses), val)
         torch.save(
             {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
              "epoch": epoch, "history": history, "py_rng": py_rng.getstate(), "np_rng": np_rng.bit_generator.state,
@@ -208,10 +247,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", type=Path, default=Path("var/train"))
     parser.add_argument("--name", default="watchbuy-lite0-v1", help="weights name under models/weights/")
+    parser.add_argument("--init", help="start from these trained weights (a models/weights/ entry)")
+    parser.add_argument("--repeat", nargs="*", default=[], metavar="DATASET=N",
+                        help="use a dataset's pairs N times per epoch, e.g. grocery-train=3")
+    parser.add_argument("--val-share", nargs="*", default=[], metavar="STREAM=SHARE",
+                        help="hold out a seeded share of a stream's clips for validation, e.g. grocery-train-00=0.15")
+    parser.add_argument("--lr-scale", type=float, default=1.0, help="multiply both learning rates (fine-tuning)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
-    config = TrainConfig(tuple(args.datasets), tuple(args.val_streams), args.epochs, args.batch, seed=args.seed)
+    config = TrainConfig(
+        tuple(args.datasets), tuple(args.val_streams), args.epochs, args.batch,
+        lr_backbone=TrainConfig.lr_backbone * args.lr_scale, lr_head=TrainConfig.lr_head * args.lr_scale,
+        seed=args.seed, init=args.init,
+        repeat=tuple(_pair_arg(a, int) for a in args.repeat), val_share=tuple(_pair_arg(a, float) for a in args.val_share),
+    )
     started = time.perf_counter()
     result = train(config, args.work_dir)
     history = result["history"]
@@ -221,14 +271,15 @@ def main(argv: list[str] | None = None) -> int:
         WEIGHTS_DIR / f"{args.name}.npz",
         {
             "name": args.name,
-            "architecture": f"EfficientNet-Lite0 (ImageNet init) + Linear(1280, {config.dim}), L2-normalised",
+            "architecture": f"EfficientNet-Lite0 ({config.init or 'ImageNet'} init) + Linear(1280, {config.dim}), "
+            "L2-normalised",
             "data": list(config.datasets),
             "validation": list(config.val_streams),
             "command": "python -m models.train " + " ".join(argv if argv is not None else sys.argv[1:]),
             "seed": config.seed,
             "config": asdict(config),
             "history": history,
-            "metrics": {"val_r1_gt_boxes": history[-1]["val_r1"], "val_r1_imagenet": history[0]["val_r1"]},
+            "metrics": {"val_r1_gt_boxes": history[-1]["val_r1"], "val_r1_start": history[0]["val_r1"]},
             "train_seconds": round(sum(h.get("seconds", 0.0) for h in history), 1),
             "this_run_seconds": round(time.perf_counter() - started, 1),
             "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}",
@@ -236,6 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     log.info("saved %s (%d bytes, sha256 %s)", entry["file"], entry["bytes"], entry["sha256"])
     return 0
+
+
+def _pair_arg(text: str, kind: type) -> tuple[str, Any]:
+    name, _, value = text.partition("=")
+    if not name or not value:
+        raise SystemExit(f"expected NAME=VALUE, got {text!r}")
+    return name, kind(value)
 
 
 if __name__ == "__main__":

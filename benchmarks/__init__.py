@@ -1,0 +1,1 @@
+"""`make bench`: benchmarks of the bare pipeline, the HTTP service, FAISS and the index build (docs/PERFORMANCE.md)."""

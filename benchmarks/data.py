@@ -1,0 +1,115 @@
+"""What the benchmarks run on: real frames and a real catalogue from ../shared/data, the real models,
+and one temporary index of that catalogue built with the indexer (shared by the benchmarks of one run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from indexer.build import BuildSummary, build_stream
+from indexer.catalogue import Catalogue, read_catalogue
+from indexer.store import IndexStore, StreamIndex
+from models.loader import Models
+from service.metrics import Metrics
+from service.pipeline import Pipeline
+from service.request_parsing import EncodedFrame
+from service.state import ServiceState, start_service
+from watchbuy.settings import Settings
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+DEFAULT_STREAM_DIR = PROJECT_DIR.parent / "shared" / "data" / "viton-dev" / "streams" / "viton-dev-00"
+BENCH_STREAM = "bench-stream"
+
+
+class BenchDataError(RuntimeError):
+    """The shared data or the model files are missing; the message names the fix."""
+
+
+def frame_paths(stream_dir: Path, limit: int | None = None) -> list[Path]:
+    """The clip frames of a stream's queries.jsonl (real livestream-like frames), in file order."""
+    queries = stream_dir / "queries.jsonl"
+    if not queries.is_file():
+        raise BenchDataError(f"no {queries}: the benchmarks need ../shared/data (see its README)")
+    paths: list[Path] = []
+    for line in queries.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            paths += [stream_dir / frame["path"] for frame in json.loads(line)["frames"]]
+        if limit is not None and len(paths) >= limit:
+            break
+    return paths[:limit] if limit is not None else paths
+
+
+@dataclass(slots=True)
+class Workspace:
+    """Inputs shared by the benchmarks of one run; the models and the index are made on first use."""
+
+    stream_dir: Path
+    products: int | None
+    frames: list[bytes]
+    settings: Settings
+    root: Path
+    _state: ServiceState | None = None
+    _index: StreamIndex | None = None
+    build_summary: BuildSummary | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, stream_dir: Path = DEFAULT_STREAM_DIR, products: int | None = None,
+               n_frames: int = 64, root: Path | None = None) -> Workspace:
+        paths = frame_paths(stream_dir, n_frames)
+        if not paths:
+            raise BenchDataError(f"no frames listed in {stream_dir / 'queries.jsonl'}")
+        root = root or Path(tempfile.mkdtemp(prefix="watchbuy-bench-"))
+        # batching off: the bare pipeline calls the models directly (the ceiling the service is held to)
+        settings = Settings(index_root=root / "indexes", batching=False)
+        if not (settings.model_dir / "manifest.json").is_file():
+            raise BenchDataError(f"no model files in {settings.model_dir}; run `make models`")
+        return cls(stream_dir, products, [p.read_bytes() for p in paths], settings, root)
+
+    @property
+    def state(self) -> ServiceState:
+        """The service's own start-up (models verified and opened, pipeline configured), without HTTP."""
+        if self._state is None:
+            self._state = start_service(self.settings, Metrics())
+        return self._state
+
+    @property
+    def models(self) -> Models:
+        return self.state.models
+
+    @property
+    def store(self) -> IndexStore:
+        return IndexStore(self.settings.index_root)
+
+    def catalogue(self) -> Catalogue:
+        catalogue = read_catalogue(self.stream_dir, BENCH_STREAM)
+        if self.products is not None:
+            catalogue = dataclasses.replace(catalogue, products=catalogue.products[: self.products])
+        return catalogue
+
+    def build_index(self) -> BuildSummary:
+        """Build (again) and publish the benchmark stream's index; the timed step of the build benchmark."""
+        summary, _ = build_stream(self.catalogue(), self.models, self.store, factory="Flat", show_progress=False)
+        self.build_summary = summary
+        self._index = None
+        return summary
+
+    @property
+    def index(self) -> StreamIndex:
+        if self._index is None:
+            if self.store.current_version(BENCH_STREAM) is None:
+                self.build_index()
+            self._index = self.store.load(BENCH_STREAM)
+        return self._index
+
+    def pipeline(self) -> Pipeline:
+        """The service's pipeline on the real models, called directly (no HTTP, batching off)."""
+        return self.state.pipeline
+
+    def request_frames(self, start: int, count: int) -> list[EncodedFrame]:
+        """`count` consecutive frames (wrapping around) starting at `start`, as the service receives them."""
+        return [EncodedFrame(i, self.frames[(start + i) % len(self.frames)]) for i in range(count)]

