@@ -206,6 +206,8 @@ class Pipeline:
         """Per-product score shift from the host's speech; empty without speech, titles or encoder."""
         if not asr_text or not asr_text.strip() or index.text is None or self.models.text is None:
             return {}
+        if self.config.text_weight == 0:
+            return {}
         speech = self.models.text.encode([asr_text])[0]
         return text_bonus(index.text, speech, self.config.text_weight)
 
