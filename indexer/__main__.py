@@ -36,7 +36,8 @@ def build(args: argparse.Namespace) -> int:
         catalogue = read_catalogue(_catalogue_dir(args, settings), args.stream, strict=args.strict)
         models = load_configured_models(settings)
         summary, issues = build_stream(
-            catalogue, models, store, factory=args.factory or settings.index_factory, strict=args.strict
+            catalogue, models, store, factory=args.factory or settings.index_factory, strict=args.strict,
+            unboxed=settings.catalogue_unboxed_images,
         )
     except (CatalogueError, BuildError, ModelArtifactError, ValueError) as exc:
         console.print(f"[red]build failed:[/red] {exc}")

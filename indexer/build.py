@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Literal
 
 import faiss
 import numpy as np
@@ -20,8 +20,21 @@ from models.proposals import ProposalConfig, propose
 from models.types import Box
 
 EMBED_BATCH = 32
-# Catalogue images without boxes: the detector's proposals (no full-frame fallback) plus the full image.
+# What a catalogue image without boxes contributes. The catalogue contract reads an empty box list as
+# "the product fills the image (or no box is known)": "whole" embeds the image alone (the default; on
+# grocery-dev, packshots with their detector boxes added ranked a cup or a printed face above the whole
+# pack: R@1 0.76 whole+detect vs 0.80 whole); "detect" adds the detector's proposals (no full-frame
+# fallback) for catalogues of scene photos, e.g. a model wearing the garment.
+UnboxedImages = Literal["whole", "detect"]
 CATALOGUE_PROPOSALS = ProposalConfig(full_frame_fallback=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRecipe:
+    """How a stream's index is made (WATCHBUY_INDEX_FACTORY, WATCHBUY_CATALOGUE_UNBOXED_IMAGES)."""
+
+    factory: str = "Flat"
+    unboxed: UnboxedImages = "whole"
 
 
 class BuildError(RuntimeError):
@@ -52,17 +65,27 @@ class BuildSummary:
         return self.images / self.seconds if self.seconds > 0 else 0.0
 
 
-def catalogue_boxes(image: CatalogueImage, pixels: np.ndarray, models: Models) -> list[Box]:
-    """The annotated boxes; else the detector's proposals plus the whole image."""
+def catalogue_boxes(
+    image: CatalogueImage, pixels: np.ndarray, models: Models, unboxed: UnboxedImages = "whole"
+) -> list[Box]:
+    """The annotated boxes; else the whole image, after the detector's proposals when `unboxed` is "detect"."""
     if image.boxes:
         return list(image.boxes)
     h, w = pixels.shape[:2]
+    whole = (0.0, 0.0, float(w), float(h))
+    if unboxed == "whole":
+        return [whole]
     found = propose(models.detector.detect(pixels), w, h, CATALOGUE_PROPOSALS)
-    return [p.box for p in found] + [(0.0, 0.0, float(w), float(h))]
+    return [p.box for p in found] + [whole]
 
 
 def _crops(
-    catalogue: Catalogue, models: Models, strict: bool, issues: list[CatalogueIssue], progress: tqdm
+    catalogue: Catalogue,
+    models: Models,
+    strict: bool,
+    unboxed: UnboxedImages,
+    issues: list[CatalogueIssue],
+    progress: tqdm,
 ) -> Iterator[tuple[VectorEntry, np.ndarray]]:
     for product in catalogue.products:
         for image in product.images:
@@ -76,12 +99,18 @@ def _crops(
                 issues.append(issue)
                 progress.update(1)
                 continue
-            for box in catalogue_boxes(image, pixels, models):
+            for box in catalogue_boxes(image, pixels, models, unboxed):
                 yield VectorEntry(product.product_id, image.image_id, tuple(float(v) for v in box)), crop(pixels, box)
             progress.update(1)
 
 
-def embed_catalogue(catalogue: Catalogue, models: Models, strict: bool = False, show_progress: bool = True) -> EmbeddedCatalogue:
+def embed_catalogue(
+    catalogue: Catalogue,
+    models: Models,
+    strict: bool = False,
+    show_progress: bool = True,
+    unboxed: UnboxedImages = "whole",
+) -> EmbeddedCatalogue:
     """Embed every usable box of every image, EMBED_BATCH crops per model call."""
     issues = list(catalogue.issues)
     entries: list[VectorEntry] = []
@@ -89,7 +118,7 @@ def embed_catalogue(catalogue: Catalogue, models: Models, strict: bool = False, 
     pending: list[np.ndarray] = []
     n_images = sum(len(p.images) for p in catalogue.products)
     with tqdm(total=n_images, unit="img", desc=f"embed {catalogue.stream_id}", disable=not show_progress) as bar:
-        for entry, patch in _crops(catalogue, models, strict, issues, bar):
+        for entry, patch in _crops(catalogue, models, strict, unboxed, issues, bar):
             entries.append(entry)
             pending.append(patch)
             if len(pending) == EMBED_BATCH:
@@ -132,13 +161,14 @@ def build_stream(
     factory: str = "Flat",
     strict: bool = False,
     show_progress: bool = True,
+    unboxed: UnboxedImages = "whole",
 ) -> tuple[BuildSummary, list[CatalogueIssue]]:
     """Embed, index and publish one stream; the store's CURRENT changes only if all of it worked."""
     if strict and catalogue.issues:
         first = catalogue.issues[0]
         raise BuildError(f"{first.source}: {first.message}")
     started = time.perf_counter()
-    embedded = embed_catalogue(catalogue, models, strict=strict, show_progress=show_progress)
+    embedded = embed_catalogue(catalogue, models, strict=strict, show_progress=show_progress, unboxed=unboxed)
     if not embedded.entries:
         raise BuildError(f"stream {catalogue.stream_id}: no usable catalogue image in {catalogue.root}")
     index = make_faiss_index(embedded.vectors, factory)
@@ -151,6 +181,7 @@ def build_stream(
         embedded.titles,
         extra={
             "factory": factory,
+            "unboxed_images": unboxed,
             "models": model_hashes,
             "embedder_preprocess": PREPROCESS,
             "catalogue": {"root": str(Path(catalogue.root).resolve()), "layout": catalogue.layout},

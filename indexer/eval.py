@@ -26,7 +26,7 @@ from anyio.from_thread import start_blocking_portal
 from rich.console import Console
 from tqdm import tqdm
 
-from indexer.build import BuildError, build_stream
+from indexer.build import BuildError, IndexRecipe, build_stream
 from indexer.catalogue import CatalogueError, read_catalogue
 from indexer.holdout import choose_held_out, held_out_stream_id, publish_without
 from indexer.identify import HttpIdentifier, Identifier, IdentifyFailed, InProcessIdentifier, wait_for_version
@@ -130,12 +130,14 @@ def outcome_from_response(
 
 
 def prepare_indexes(
-    source: StreamSource, models: Models, store: IndexStore, factory: str, held_out: frozenset[str]
+    source: StreamSource, models: Models, store: IndexStore, recipe: IndexRecipe, held_out: frozenset[str]
 ) -> tuple[str, str | None, set[str], list[str], float]:
     """Build and publish the stream's index, and the copy without `held_out`; returns both versions,
     the indexed products, the catalogue's issues and the build time."""
     catalogue = read_catalogue(source.root, source.stream_id)
-    summary, issues = build_stream(catalogue, models, store, factory=factory, show_progress=False)
+    summary, issues = build_stream(
+        catalogue, models, store, factory=recipe.factory, unboxed=recipe.unboxed, show_progress=False
+    )
     indexed = set(store.load(source.stream_id, summary.version).titles)
     removed = frozenset(held_out & indexed)
     held_version = None
@@ -149,11 +151,11 @@ def prepare_indexes(
 
 def evaluate_stream(
     source: StreamSource, identifier: Identifier, models: Models, store: IndexStore,
-    config: EvalConfig, factory: str, max_frames: int,
+    config: EvalConfig, recipe: IndexRecipe, max_frames: int,
 ) -> StreamRun:
     limit = config.clips_per_stream
     held_out = choose_held_out(clip_products(source, limit), config.held_out_share, config.seed, source.stream_id)
-    version, held_version, indexed, issues, build_seconds = prepare_indexes(source, models, store, factory, held_out)
+    version, held_version, indexed, issues, build_seconds = prepare_indexes(source, models, store, recipe, held_out)
     wait_for_version(identifier, source.stream_id, version)
     held_id = held_out_stream_id(source.stream_id)
     if held_version is not None:
@@ -180,7 +182,7 @@ def evaluate_stream(
 
 def build_report(
     config: EvalConfig, settings: Settings, models: Models, runs: Sequence[StreamRun], wall_seconds: float,
-    max_frames: int, factory: str,
+    max_frames: int, recipe: IndexRecipe,
 ) -> dict[str, Any]:
     outcomes = [o for run in runs for o in run.outcomes]
     streams: dict[str, Any] = {}
@@ -213,7 +215,8 @@ def build_report(
             "seed": config.seed,
             "max_frames": max_frames,
             "abstain_threshold": settings.abstain_threshold,
-            "index_factory": factory,
+            "index_factory": recipe.factory,
+            "unboxed_images": recipe.unboxed,
             "proposal_weights": dict(settings.proposal_weights),
             "neighbours_per_box": settings.neighbours_per_box,
         },
@@ -253,9 +256,9 @@ def evaluate(
     started = time.perf_counter()
     sources = find_streams(config.dataset, set(config.streams) if config.streams else None)
     max_frames = config.max_frames or settings.max_frames
-    factory = settings.index_factory
-    runs = [evaluate_stream(s, identifier, models, store, config, factory, max_frames) for s in sources]
-    report = build_report(config, settings, models, runs, time.perf_counter() - started, max_frames, factory)
+    recipe = IndexRecipe(settings.index_factory, settings.catalogue_unboxed_images)
+    runs = [evaluate_stream(s, identifier, models, store, config, recipe, max_frames) for s in sources]
+    report = build_report(config, settings, models, runs, time.perf_counter() - started, max_frames, recipe)
     return Evaluation(report, tuple(o for run in runs for o in run.outcomes))
 
 

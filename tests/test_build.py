@@ -78,12 +78,10 @@ def test_build_publishes_one_vector_per_annotated_box(
     assert rows[0, 0] == 7 and sims[0, 0] == pytest.approx(1.0, abs=1e-4)
 
 
-def test_image_without_boxes_gets_proposals_and_the_full_image(
-    small_slice: Path, viton_stream: Path, models, tmp_path: Path
-) -> None:
+def _unboxed_catalogue(viton_stream: Path, tmp_path: Path) -> Path:
+    """A worn garment (a clip frame: a person is detected) and a flat product shot, both without boxes."""
     root = tmp_path / "catalogue"
     (root / "images").mkdir(parents=True)
-    # A worn garment (a clip frame: a person is detected) and a flat product shot, both without boxes.
     shutil.copyfile(viton_stream / "frames" / "000003_0.jpg", root / "images" / "worn.jpg")
     shutil.copyfile(viton_stream / "images" / "000004_1.jpg", root / "images" / "flat.jpg")
     products = [
@@ -93,9 +91,30 @@ def test_image_without_boxes_gets_proposals_and_the_full_image(
          "images": [{"image_id": "flat", "path": "images/flat.jpg"}]},
     ]
     (root / "catalogue.jsonl").write_text("".join(json.dumps(p) + "\n" for p in products))
+    return root
+
+
+def test_image_without_boxes_is_embedded_whole_by_default(viton_stream: Path, models, tmp_path: Path) -> None:
+    root = _unboxed_catalogue(viton_stream, tmp_path)
+    store = IndexStore(tmp_path / "indexes")
+    summary, issues = build_stream(read_catalogue(root, STREAM, strict=True), models, store, show_progress=False)
+    assert issues == []
+    index = store.load(STREAM)
+    for image_id, name in (("worn", "worn.jpg"), ("flat", "flat.jpg")):
+        with Image.open(root / "images" / name) as image:
+            w, h = image.size
+        assert [e.box for e in index.entries if e.image_id == image_id] == [(0.0, 0.0, float(w), float(h))]
+    assert summary.vectors == index.n_vectors == 2
+    assert index.manifest["unboxed_images"] == "whole"
+
+
+def test_image_without_boxes_gets_proposals_and_the_full_image_in_detect_mode(
+    viton_stream: Path, models, tmp_path: Path
+) -> None:
+    root = _unboxed_catalogue(viton_stream, tmp_path)
     store = IndexStore(tmp_path / "indexes")
     catalogue = read_catalogue(root, STREAM, strict=True)
-    summary, issues = build_stream(catalogue, models, store, show_progress=False)
+    summary, issues = build_stream(catalogue, models, store, show_progress=False, unboxed="detect")
     assert issues == []
     index = store.load(STREAM)
 

@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.train.augment import jitter_box, view  # noqa: E402
+from models.train.augment import jitter_box, rotate, view  # noqa: E402
 from models.train.pairs import Pair, View, read_pairs  # noqa: E402
 from models.train.train import TrainConfig, batches, build_model, info_nce, to_tensor  # noqa: E402
 
@@ -56,6 +56,17 @@ def test_augmented_view_shape_and_box_jitter_stays_inside() -> None:
         assert 0 <= x1 < x2 <= 90 and 0 <= y1 < y2 <= 120
         out = view(image, (10, 20, 80, 100), 64, rng, strong=True)
         assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+
+
+def test_rotation_is_opt_in_and_keeps_the_v1_recipe_when_off() -> None:
+    image = np.random.default_rng(1).integers(0, 255, (120, 90, 3), dtype=np.uint8)
+    plain = [view(image, None, 64, np.random.default_rng(seed), strong=True) for seed in range(5)]
+    off = [view(image, None, 64, np.random.default_rng(seed), strong=True, rotate_degrees=0) for seed in range(5)]
+    on = [view(image, None, 64, np.random.default_rng(seed), strong=True, rotate_degrees=30) for seed in range(5)]
+    assert all(np.array_equal(a, b) for a, b in zip(plain, off))
+    assert any(not np.array_equal(a, b) for a, b in zip(plain, on))
+    turned = rotate(image, np.random.default_rng(0), 30)
+    assert turned.shape == image.shape and not np.array_equal(turned, image)
 
 
 def test_one_step_lowers_the_contrastive_loss_on_its_batch() -> None:

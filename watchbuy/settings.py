@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     index_root: Path = Field(Path("var/indexes"), description="Versioned per-stream index store.")
     catalogue_root: Path | None = Field(None, description="Folder of stream catalogues, one sub-folder per stream.")
     index_factory: str = Field("Flat", description="FAISS index factory string (inner product).")
+    catalogue_unboxed_images: Literal["whole", "detect"] = Field(
+        "whole",
+        description="A catalogue image without boxes: embed the whole image (the product fills it), or also "
+        "the detector's proposals in it (scene photos). indexer/build.py has the measurement.",
+    )
     index_keep_versions: int = Field(3, ge=1, description="Published versions kept per stream.")
     max_loaded_streams: int = Field(8, ge=1, description="Stream indexes held in memory at once (LRU).")
     reload_check_seconds: float = Field(1.0, ge=0.0, description="How often a loaded stream checks CURRENT.")

@@ -51,6 +51,7 @@ class TrainConfig:
     init: str | None = None  # start from these trained weights (models/weights/) instead of ImageNet
     repeat: tuple[tuple[str, int], ...] = ()  # (dataset name, times): oversample a small dataset per epoch
     val_share: tuple[tuple[str, float], ...] = ()  # (stream, share): hold out a seeded share of its clips
+    rotate_degrees: float = 0.0  # photos turned by up to ± this (0: the v1 recipe)
 
 
 class ImageCache:
@@ -215,7 +216,11 @@ def train(config: TrainConfig, work_dir: Path) -> dict:
         started, losses = time.perf_counter(), []
         for step, group in enumerate(batches(train_pairs, config.batch, py_rng)):
             shops = [view(cache.get(p.shop.path), p.shop.box, config.size, np_rng, strong=False) for p in group]
-            photos = [view(cache.get(p.photo.path), p.photo.box, config.size, np_rng, strong=True) for p in group]
+            photos = [
+                view(cache.get(p.photo.path), p.photo.box, config.size, np_rng, strong=True,
+                     rotate_degrees=config.rotate_degrees)
+                for p in group
+            ]
             loss = info_nce(model(to_tensor(shops)), model(to_tensor(photos)), config.temperature)
             optimiser.zero_grad()
             loss.backward()
@@ -253,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-share", nargs="*", default=[], metavar="STREAM=SHARE",
                         help="hold out a seeded share of a stream's clips for validation, e.g. grocery-train-00=0.15")
     parser.add_argument("--lr-scale", type=float, default=1.0, help="multiply both learning rates (fine-tuning)")
+    parser.add_argument("--rotate", type=float, default=0.0, metavar="DEGREES",
+                        help="turn half of the photo views by up to ± this many degrees")
+    parser.add_argument("--freeze-blocks", type=int, default=TrainConfig.freeze_blocks,
+                        help="EfficientNet blocks kept frozen (of 16)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
@@ -261,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         lr_backbone=TrainConfig.lr_backbone * args.lr_scale, lr_head=TrainConfig.lr_head * args.lr_scale,
         seed=args.seed, init=args.init,
         repeat=tuple(_pair_arg(a, int) for a in args.repeat), val_share=tuple(_pair_arg(a, float) for a in args.val_share),
+        rotate_degrees=args.rotate, freeze_blocks=args.freeze_blocks,
     )
     started = time.perf_counter()
     result = train(config, args.work_dir)
