@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,9 +23,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.data import BENCH_STREAM, PROJECT_DIR, Workspace
 from benchmarks.report import BenchReport, Plot, percentile, read_report
+from watchbuy.server_process import ServerProcess
 
 NAME = "http"
 STARTUP_DEADLINE_S = 180.0
+STOP_TIMEOUT_S = 20.0
+#: The server logs warnings and errors only (no access log) while it is measured.
+UVICORN_ARGS = ("--log-level", "warning")
 WARMUP_SECONDS = 3.0
 REQUEST_TIMEOUT_S = 120.0
 #: Not measured here (auth, Redis): dropped from the inherited environment unless given as server_env.
@@ -39,51 +40,15 @@ TARGET_P50_RATIO_C1 = 1.25
 TARGET_BATCHING_GAIN_C16 = 1.3
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(ws: Workspace, port: int, batching: bool, log_path: Path,
-                 extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    env = {
+def server_environment(ws: Workspace, batching: bool, extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The server's environment: the inherited one less NOT_INHERITED, the workspace's models and index."""
+    return {
         **{k: v for k, v in os.environ.items() if k not in NOT_INHERITED},
         "WATCHBUY_MODEL_DIR": str(Path(ws.settings.model_dir).resolve()),
         "WATCHBUY_INDEX_ROOT": str(Path(ws.settings.index_root).resolve()),
         "WATCHBUY_BATCHING": "true" if batching else "false",
         **(extra_env or {}),
     }
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
-            cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-
-
-def wait_ready(proc: subprocess.Popen[bytes], base: str, log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_DEADLINE_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"server not ready after {STARTUP_DEADLINE_S:.0f} s:\n{log_path.read_text()[-3000:]}")
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def server_memory_mb(pid: int) -> dict[str, float | None]:
@@ -198,25 +163,23 @@ def run(ws: Workspace, out_root: Path, seconds: float = 15.0, concurrency: tuple
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_bytes(b"")
     for batching in batching_modes:
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        proc = start_server(ws, port, batching, log_path, server_env)
-        try:
-            wait_ready(proc, base, log_path)
+        env = server_environment(ws, batching, server_env)
+        with ServerProcess(log_path, env=env, cwd=PROJECT_DIR, uvicorn_args=UVICORN_ARGS,
+                           stop_timeout_s=STOP_TIMEOUT_S) as server:
+            base = server.base_url
+            server.wait_ready(STARTUP_DEADLINE_S)
             asyncio.run(_load(ws, base, 4, WARMUP_SECONDS, frames_per_request, headers))
             for c in concurrency:
                 before = batch_sizes(base, headers)
                 row = {"batching": "on" if batching else "off", "concurrency": c}
                 row.update(asyncio.run(_load(ws, base, c, seconds, frames_per_request, headers)))
-                row.update(server_memory_mb(proc.pid))
+                row.update(server_memory_mb(server.pid))
                 row["mean_batch"] = _mean_batches(before, batch_sizes(base, headers)) or None
                 row["throughput_vs_bare"] = _ratio(row["frames_per_s"], bare_fps)
                 row["p50_vs_bare"] = _ratio(row["p50_ms"], bare_p50)
                 rows.append(row)
                 print(f"  http batching={row['batching']} c={c}: {row['frames_per_s']} frames/s, "
                       f"p50 {row['p50_ms'] and round(row['p50_ms'])} ms, statuses {row['status_codes']}", flush=True)
-        finally:
-            stop_server(proc)
     return BenchReport(
         name=NAME,
         title="Service over HTTP (uvicorn subprocess, closed-loop clients)",

@@ -24,7 +24,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.service_http import free_port, server_memory_mb, stop_server, wait_ready
+from benchmarks.service_http import STARTUP_DEADLINE_S, STOP_TIMEOUT_S, UVICORN_ARGS, server_memory_mb
+from watchbuy.server_process import ServerProcess
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 #: The locustfile names 429/503 answers "shed <code>" (load shedding, not a failure of the service).
@@ -51,15 +52,6 @@ def ensure_indexes(streams: list[str]) -> None:
         if store.current_version(stream) is None:
             print(f"building the index of {stream} …", flush=True)
             subprocess.run([sys.executable, "-m", "indexer", "build", "--stream", stream], cwd=ROOT, check=True)
-
-
-def start_server(port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        )
 
 
 def run_locust(url: str, args: argparse.Namespace, out_dir: Path) -> int:
@@ -130,17 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out_dir = args.out / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir.mkdir(parents=True, exist_ok=True)
-    server = None
+    server: ServerProcess | None = None
     memory = None
     url = args.url
     try:
         if url is None:
             ensure_indexes([s for s in args.streams.split(",") if s])
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            log_path = out_dir / "server.log"
-            server = start_server(port, log_path)
-            wait_ready(server, url, log_path)
+            server = ServerProcess(out_dir / "server.log", cwd=ROOT, uvicorn_args=UVICORN_ARGS,
+                                   stop_timeout_s=STOP_TIMEOUT_S)
+            url = server.base_url
+            server.start()
+            server.wait_ready(STARTUP_DEADLINE_S)
         started = time.monotonic()
         rc = run_locust(url, args, out_dir)
         if server is not None:
@@ -148,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"locust finished in {time.monotonic() - started:.0f} s (exit {rc})")
     finally:
         if server is not None:
-            stop_server(server)
+            server.stop()
     if not (out_dir / "locust_stats.csv").is_file():
         print(f"error: locust wrote no stats into {out_dir}", file=sys.stderr)
         return 1

@@ -9,12 +9,10 @@ import argparse
 import base64
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,8 @@ from typing import Any
 import httpx
 from rich.console import Console
 from rich.table import Table
+
+from watchbuy.server_process import ServerNotReady, ServerProcess
 
 
 @dataclass(frozen=True)
@@ -59,56 +59,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def build_index(stream: str, catalogue: Path) -> None:
     cmd = [sys.executable, "-m", "indexer", "build", "--stream", stream, "--catalogue", str(catalogue)]
     subprocess.run(cmd, check=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(port: int, log_file: Any) -> subprocess.Popen[bytes]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "service.app:create_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    return subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
-
-
-def stop_server(server: subprocess.Popen[bytes]) -> None:
-    if server.poll() is not None:
-        return
-    server.terminate()
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-
-
-def log_tail(log_path: Path, lines: int = 30) -> str:
-    return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def wait_ready(client: httpx.Client, server: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited with code {server.returncode} before it was ready")
-        try:
-            if client.get("/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"the server was not ready after {timeout:.0f} s")
 
 
 def read_clips(catalogue: Path, limit: int, max_frames: int) -> list[Clip]:
@@ -201,32 +151,27 @@ def show_example(console: Console, outcomes: list[Outcome]) -> None:
 def run_demo(args: argparse.Namespace, console: Console) -> int:
     build_index(args.stream, args.catalogue)
     clips = read_clips(args.catalogue, args.clips, args.max_frames)
-    port = free_port()
-    with tempfile.NamedTemporaryFile(prefix="watchbuy-demo-", suffix=".log", delete=False) as log_file:
-        log_path = Path(log_file.name)
-        server = start_server(port, log_file)
+    log_fd, log_name = tempfile.mkstemp(prefix="watchbuy-demo-", suffix=".log")
+    os.close(log_fd)
+    log_path = Path(log_name)
+    with ServerProcess(log_path, stop_timeout_s=10) as server:
         try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-                try:
-                    wait_ready(client, server, args.ready_timeout)
-                except RuntimeError as exc:
-                    console.print(
-                        f"[red]error:[/red] {exc}; server log tail ({log_path}):\n{log_tail(log_path)}"
-                    )
-                    return 1
-                console.print(f"server ready on port {port}; sending {len(clips)} clips of {args.stream}")
-                info = client.get(f"/streams/{args.stream}", timeout=30)
-                info.raise_for_status()
-                outcomes = [identify(client, args.stream, clip) for clip in clips]
-            ok = show_results(console, outcomes, int(info.json()["products"]))
-            show_example(console, outcomes)
-            if not ok:
-                console.print(f"[red]some requests failed[/red]; server log tail:\n{log_tail(log_path)}")
-                return 1
-            log_path.unlink(missing_ok=True)
-            return 0
-        finally:
-            stop_server(server)
+            server.wait_ready(args.ready_timeout)
+        except ServerNotReady as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            return 1
+        console.print(f"server ready on port {server.port}; sending {len(clips)} clips of {args.stream}")
+        with httpx.Client(base_url=server.base_url) as client:
+            info = client.get(f"/streams/{args.stream}", timeout=30)
+            info.raise_for_status()
+            outcomes = [identify(client, args.stream, clip) for clip in clips]
+        ok = show_results(console, outcomes, int(info.json()["products"]))
+        show_example(console, outcomes)
+        if not ok:
+            console.print(f"[red]some requests failed[/red]; server log tail:\n{server.log_tail()}")
+            return 1
+        log_path.unlink(missing_ok=True)
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
