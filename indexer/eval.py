@@ -215,6 +215,7 @@ def build_report(
             "seed": config.seed,
             "max_frames": max_frames,
             "abstain_threshold": settings.abstain_threshold,
+            "abstain_threshold_overrides": dict(settings.abstain_threshold_overrides),
             "index_factory": recipe.factory,
             "unboxed_images": recipe.unboxed,
             "proposal_weights": dict(settings.proposal_weights),

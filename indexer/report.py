@@ -76,7 +76,10 @@ def markdown(report: Mapping[str, Any]) -> str:
         + (f" ({report['url']})" if report.get("url") else ""),
         (f"- streams: {len(report['streams'])}; clips per stream: {config['clips_per_stream'] or 'all'}; "
          f"top_k (K of mAP@K): {config['top_k']}; frames per clip at most {config['max_frames']}"),
-        (f"- abstain threshold of the service: {config['abstain_threshold']}; held-out share of products: "
+        (f"- abstain threshold of the service: {config['abstain_threshold']}"
+         + (f" (per-stream overrides {config['abstain_threshold_overrides']})"
+            if config.get("abstain_threshold_overrides") else "")
+         + "; held-out share of products: "
          f"{config['held_out_share']} (seed {config['seed']})"),
         "- models: " + ", ".join(f"{role} `{sha[:12]}`" for role, sha in report["models"].items()),
         f"- wall time: {report['wall_seconds']:.1f} s; created {report['created_at']}",

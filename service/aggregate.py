@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 import numpy as np
 
@@ -110,6 +111,24 @@ def rank_products(
     }
     ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:top_k]
     return [RankedProduct(pid, float(score), index.titles.get(pid, "")) for pid, score in ranked]
+
+
+@dataclass(frozen=True, slots=True)
+class AbstainThresholds:
+    """The abstain threshold of a stream: the first glob pattern matching its id, else the default.
+
+    Scores sit on different scales for different kinds of catalogue (flat garment shots against worn
+    garments, packshots against photos taken in a shop), so one threshold does not fit every stream.
+    """
+
+    default: float
+    overrides: tuple[tuple[str, float], ...] = ()
+
+    def for_stream(self, stream_id: str) -> float:
+        for pattern, threshold in self.overrides:
+            if fnmatchcase(stream_id, pattern):
+                return threshold
+        return self.default
 
 
 def should_abstain(products: Sequence[RankedProduct], threshold: float) -> bool:

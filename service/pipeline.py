@@ -23,6 +23,7 @@ from models.loader import Models
 from models.proposals import ProposalConfig, propose
 from models.types import Detection
 from service.aggregate import (
+    AbstainThresholds,
     BoxEvidence,
     RankedProduct,
     box_matches,
@@ -43,7 +44,7 @@ class PipelineConfig:
     max_image_pixels: int
     neighbours_per_box: int = 20
     matches_per_box: int = 3
-    abstain_threshold: float = 0.5
+    abstain: AbstainThresholds = AbstainThresholds(0.5)
     text_weight: float = 0.0
     proposal_weights: Mapping[str, float] = field(default_factory=dict)
     proposals: ProposalConfig = ProposalConfig()
@@ -191,7 +192,7 @@ class Pipeline:
         with timer.stage("aggregate"):
             evidence, per_frame = self._evidence(decoded, proposals, index, rows, sims)
             products = rank_products(index, per_frame, top_k, bonus)
-            abstain = should_abstain(products, self.config.abstain_threshold)
+            abstain = should_abstain(products, self.config.abstain.for_stream(index.stream_id))
         timer.ms["total"] = (time.perf_counter() - started) * 1000
         return Identification(
             stream_id=index.stream_id,

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from service.aggregate import RankedProduct, should_abstain
+from service.aggregate import AbstainThresholds, RankedProduct, should_abstain
 from service.metrics import Metrics
 from service.pipeline import Identification
 from service.redis_client import RedisLink, RedisUnavailable
@@ -91,12 +91,12 @@ class Sessions:
     """The session window in Redis and the re-ranking of one /identify result."""
 
     def __init__(
-        self, link: RedisLink, window: int, ttl_seconds: int, abstain_threshold: float, metrics: Metrics
+        self, link: RedisLink, window: int, ttl_seconds: int, abstain: AbstainThresholds, metrics: Metrics
     ) -> None:
         self._link = link
         self._window = window
         self._ttl = ttl_seconds
-        self._threshold = abstain_threshold
+        self._abstain = abstain
         self._metrics = metrics
 
     async def fold(self, stream_id: str, session_id: str, entry: SessionEntry) -> list[SessionEntry]:
@@ -130,7 +130,7 @@ class Sessions:
         ranked = smooth_scores(entries, titles)[:top_k]
         products = tuple(RankedProduct(pid, score, titles.get(pid, "")) for pid, score in ranked)
         self._metrics.count_smoothing("applied")
-        smoothed = replace(result, products=products, abstain=should_abstain(products, self._threshold))
+        smoothed = replace(result, products=products, abstain=should_abstain(products, self._abstain.for_stream(result.stream_id)))
         return smoothed, Smoothing(applied=True, window=len(entries))
 
 

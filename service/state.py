@@ -12,6 +12,7 @@ import faiss
 from indexer.store import IndexStore, StreamIndex
 from models.loader import Models, load_configured_models
 from models.proposals import ProposalConfig
+from service.aggregate import AbstainThresholds
 from service.auth import RateLimiter
 from service.batching import ModelBatchers, start_batchers
 from service.indexes import IndexCache
@@ -70,7 +71,7 @@ def start_service(settings: Settings, metrics: Metrics) -> ServiceState:
             max_image_pixels=settings.max_image_pixels,
             neighbours_per_box=settings.neighbours_per_box,
             matches_per_box=settings.matches_per_box,
-            abstain_threshold=settings.abstain_threshold,
+            abstain=abstain_thresholds(settings),
             text_weight=settings.text_weight,
             proposal_weights=settings.proposal_weights,
             proposals=ProposalConfig(
@@ -99,6 +100,10 @@ def start_service(settings: Settings, metrics: Metrics) -> ServiceState:
     )
 
 
+def abstain_thresholds(settings: Settings) -> AbstainThresholds:
+    return AbstainThresholds(settings.abstain_threshold, tuple(settings.abstain_threshold_overrides.items()))
+
+
 async def start_redis(state: ServiceState) -> None:
     """With WATCHBUY_REDIS_URL: connect (a down Redis only means degraded), sessions, rate limit, registry.
 
@@ -111,7 +116,7 @@ async def start_redis(state: ServiceState) -> None:
     await link.start()
     state.redis = link
     state.sessions = Sessions(
-        link, settings.session_window, settings.session_ttl_seconds, settings.abstain_threshold, state.metrics
+        link, settings.session_window, settings.session_ttl_seconds, abstain_thresholds(settings), state.metrics
     )
     if settings.rate_limit_per_minute:
         state.rate_limiter = RateLimiter(link, settings.rate_limit_per_minute, state.metrics)

@@ -404,3 +404,21 @@ def test_index_from_another_embedder_is_refused_not_a_crash(model_dir: Path, tmp
     with TestClient(app, raise_server_exceptions=False) as test_client:
         response = test_client.post("/identify", json=body([PNG_4x4], stream_id="old-model"))
         assert_error(response, 503, "service_unavailable")
+
+
+def test_per_stream_abstain_threshold_overrides_the_default(
+    model_dir: Path, slice_index_root: Path, frame_bytes: bytes
+) -> None:
+    """A glob override applies to the streams it matches; every other stream keeps the default."""
+    overrides = {"no-such-*": -1.0, f"{SLICE_STREAM[:4]}*": 2.0}  # cosine scores never reach 2
+    settings = settings_for(model_dir, slice_index_root, abstain_threshold=-1.0, abstain_threshold_overrides=overrides)
+    with TestClient(create_app(settings)) as strict:
+        assert identify(strict, [frame_bytes])["abstain"] is True
+    settings = settings_for(model_dir, slice_index_root, abstain_threshold=2.0,
+                            abstain_threshold_overrides={"no-such-*": -1.0})
+    with TestClient(create_app(settings)) as default_only:
+        assert identify(default_only, [frame_bytes])["abstain"] is True
+    settings = settings_for(model_dir, slice_index_root, abstain_threshold=2.0,
+                            abstain_threshold_overrides={SLICE_STREAM: -1.0})
+    with TestClient(create_app(settings)) as lenient:
+        assert identify(lenient, [frame_bytes])["abstain"] is False

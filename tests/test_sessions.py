@@ -13,7 +13,7 @@ from live_server import LiveServer
 from PIL import Image
 from redis_server import RedisServer
 
-from service.aggregate import RankedProduct
+from service.aggregate import AbstainThresholds, RankedProduct
 from service.app import create_app
 from service.metrics import Metrics
 from service.pipeline import Identification
@@ -71,7 +71,7 @@ async def test_window_is_bounded_expires_and_smooths(redis_server: RedisServer) 
     metrics = Metrics()
     link = RedisLink(redis_server.url, 0.5, metrics)
     await link.start()
-    sessions = Sessions(link, window=3, ttl_seconds=60, abstain_threshold=0.7, metrics=metrics)
+    sessions = Sessions(link, window=3, ttl_seconds=60, abstain=AbstainThresholds(0.7), metrics=metrics)
     try:
         first, smoothing = await sessions.smooth("viewer-1", result(("a", 0.9), ("b", 0.8)), TITLES, top_k=2)
         assert smoothing.applied and smoothing.window == 1

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         description="Abstain when the best product score is below this: the highest threshold abstaining on "
         "at most 10% of normal clips of viton-train-11 (held out from training).",
     )
+    abstain_threshold_overrides: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per-stream abstain thresholds: glob pattern on the stream id → threshold; the first "
+        'matching pattern wins, other streams use abstain_threshold. E.g. {"grocery-*": 0.6}.',
+    )
     text_weight: float = Field(
         0.5, ge=0.0, le=5.0,
         description="How far the host's speech (asr_text) moves a product's score: weight × (its title's "
