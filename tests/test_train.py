@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +14,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import PROJECT_DIR  # noqa: E402
+
 from models.train.augment import jitter_box, rotate, view  # noqa: E402
 from models.train.pairs import Pair, View, read_pairs  # noqa: E402
-from models.train.train import TrainConfig, batches, build_model, info_nce, to_tensor  # noqa: E402
+from models.train.train import TrainConfig, batches, build_model, info_nce, split_pairs, to_tensor  # noqa: E402
 
 
 def test_pairs_refuse_dev_sets(tmp_path: Path) -> None:
@@ -37,6 +41,33 @@ def test_pairs_from_a_train_layout(tmp_path: Path) -> None:
     assert len(pairs) == 1
     assert pairs[0].shop == View(stream / "i1.jpg", (1.0, 2.0, 30.0, 40.0))
     assert pairs[0].photo == View(stream / "f0.jpg", (5.0, 6.0, 50.0, 60.0))
+
+
+def test_heldout_clips_writes_exactly_the_validation_split(tmp_path: Path) -> None:
+    """scripts/heldout_clips.py reproduces the training run's split: its clips are the validation pairs."""
+    stream = tmp_path / "toy-train" / "streams" / "s0"
+    stream.mkdir(parents=True)
+    products = [{"product_id": f"p{i}", "title": "", "images": [{"image_id": f"p{i}", "path": f"images/{i}.jpg",
+                 "boxes": []}]} for i in range(4)]
+    clips = [{"clip_id": f"c{k}", "product_id": f"p{k % 4}", "asr_text": None,
+              "frames": [{"frame_index": 0, "path": f"frames/{k}.jpg", "boxes": []}]} for k in range(40)]
+    (stream / "catalogue.jsonl").write_text("\n".join(json.dumps(p) for p in products))
+    (stream / "queries.jsonl").write_text("\n".join(json.dumps(c) for c in clips))
+    (stream / "images").mkdir()
+    (stream / "frames").mkdir()
+    out = tmp_path / "heldout"
+    done = subprocess.run(
+        [sys.executable, str(PROJECT_DIR / "scripts" / "heldout_clips.py"), "--datasets", str(tmp_path / "toy-train"),
+         "--val-share", "s0=0.3", "--seed", "3", "--out", str(out)],
+        capture_output=True, text=True, cwd=PROJECT_DIR,
+    )
+    assert done.returncode == 0, done.stderr
+    config = TrainConfig((str(tmp_path / "toy-train"),), (), seed=3, val_share=(("s0", 0.3),))
+    train_pairs, groups = split_pairs(read_pairs([tmp_path / "toy-train"]), config)
+    written = [json.loads(line) for line in (out / "streams" / "s0" / "queries.jsonl").read_text().splitlines()]
+    assert {stream / c["frames"][0]["path"] for c in written} == {p.photo.path for p in groups["s0"]}
+    assert 0 < len(written) < 40 and len(written) + len(train_pairs) == 40
+    assert (out / "streams" / "s0" / "frames").resolve() == (stream / "frames").resolve()
 
 
 def test_batches_use_every_pair_once_without_repeating_a_product() -> None:
