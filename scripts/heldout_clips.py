@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from models.train.pairs import read_pairs
-from models.train.train import TrainConfig, split_pairs, stream_of
+from models.train.train import TrainConfig, split_pairs
 
 
 def held_out_photos(datasets: list[Path], val_share: dict[str, float], seed: int) -> dict[str, set[Path]]:
