@@ -17,7 +17,7 @@ STREAM ?= viton-dev-00
 CATALOGUE ?=
 PYTEST_ARGS ?= -q
 DATASET ?= ../shared/data/viton-dev
-EPOCHS ?= 6
+EPOCHS ?= 8
 SEED ?= 0
 STREAMS ?=
 CLIPS ?=
@@ -72,8 +72,9 @@ eval: models ## evaluate DATASET (STREAMS, CLIPS per stream, MODE=inprocess|http
 	$(VENV_PY) -m indexer.eval $(DATASET) $(if $(STREAMS),--streams $(STREAMS)) $(if $(CLIPS),--clips $(CLIPS)) \
 		--mode $(MODE) $(if $(filter http,$(MODE)),--url "$(URL)") $(if $(OUT),--out $(OUT))
 
-train: setup ## fine-tune the embedder on the *-train sets (resumable; var/train), save models/weights/, re-export
-	$(VENV_PY) -m models.train --epochs $(EPOCHS) --seed $(SEED)
+train: setup ## fine-tune the embedder on the *-train sets (the watchbuy-lite0-v2 recipe; resumable in var/train-v2), save models/weights/, re-export
+	$(VENV_PY) -m models.train --epochs $(EPOCHS) --seed $(SEED) --repeat grocery-train=2 \
+		--val-share grocery-train-00=0.15 --rotate 25 --name watchbuy-lite0-v2 --work-dir var/train-v2
 	$(VENV_PY) -m models fetch
 
 test: models ## run the test suite (PYTEST_ARGS, default -q)
