@@ -6,23 +6,11 @@ import logging
 import threading
 from pathlib import Path
 
-import faiss
-import numpy as np
 import pytest
+from helpers import publish_tiny
 
-from indexer.store import IndexStore, StreamIndex, StreamNotFound, VectorEntry
+from indexer.store import IndexStore, StreamIndex, StreamNotFound
 from service.indexes import IndexCache
-
-DIM = 8
-
-
-def publish(store: IndexStore, stream_id: str, n: int = 4) -> str:
-    vectors = np.random.default_rng(n).standard_normal((n, DIM)).astype("float32")
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    index = faiss.IndexFlatIP(DIM)
-    index.add(vectors)
-    entries = [VectorEntry("p", f"p-{i}", (0.0, 0.0, 1.0, 1.0)) for i in range(n)]
-    return store.publish(stream_id, index, entries, {"p": "a product"}, {})
 
 
 class Counter:
@@ -36,7 +24,7 @@ class Counter:
 def test_lazy_load_and_lru_eviction(tmp_path: Path) -> None:
     store = IndexStore(tmp_path)
     for stream_id in ("s1", "s2", "s3"):
-        publish(store, stream_id)
+        publish_tiny(store, stream_id)
     changes = Counter()
     cache = IndexCache(store, max_loaded=2, check_seconds=1000, on_change=changes)
     assert cache.loaded() == []
@@ -62,12 +50,12 @@ def test_unknown_and_invalid_streams(tmp_path: Path) -> None:
 
 def test_new_current_is_picked_up(tmp_path: Path) -> None:
     store = IndexStore(tmp_path)
-    first_version = publish(store, "s1", n=3)
+    first_version = publish_tiny(store, "s1", n=3)
     changes = Counter()
     cache = IndexCache(store, max_loaded=2, check_seconds=0, on_change=changes)
     old = cache.get("s1")
     assert old.version == first_version and cache.get("s1") is old  # unchanged CURRENT: same object
-    second_version = publish(store, "s1", n=5)
+    second_version = publish_tiny(store, "s1", n=5)
     new = cache.get("s1")
     assert new.version == second_version and new.n_vectors == 5 and changes.calls == 2
     assert old.index.ntotal == 3  # holders of the old object keep a working index
@@ -76,19 +64,19 @@ def test_new_current_is_picked_up(tmp_path: Path) -> None:
 
 def test_no_reload_before_check_seconds(tmp_path: Path) -> None:
     store = IndexStore(tmp_path)
-    first_version = publish(store, "s1")
+    first_version = publish_tiny(store, "s1")
     cache = IndexCache(store, max_loaded=2, check_seconds=3600)
     cache.get("s1")
-    publish(store, "s1", n=6)
+    publish_tiny(store, "s1", n=6)
     assert cache.get("s1").version == first_version
 
 
 def test_corrupt_new_version_keeps_old_serving(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = IndexStore(tmp_path, keep_versions=5)
-    first_version = publish(store, "s1")
+    first_version = publish_tiny(store, "s1")
     cache = IndexCache(store, max_loaded=2, check_seconds=0)
     cache.get("s1")
-    bad_version = publish(store, "s1", n=6)
+    bad_version = publish_tiny(store, "s1", n=6)
     index_file = tmp_path / "s1" / bad_version / "index.faiss"
     index_file.write_bytes(index_file.read_bytes()[:20])
     with caplog.at_level(logging.WARNING, logger="service.indexes"):
@@ -96,13 +84,13 @@ def test_corrupt_new_version_keeps_old_serving(tmp_path: Path, caplog: pytest.Lo
         assert cache.get("s1").version == first_version
     warnings = [r for r in caplog.records if bad_version in r.getMessage()]
     assert len(warnings) == 1  # logged once, not on every check
-    good_version = publish(store, "s1", n=7)
+    good_version = publish_tiny(store, "s1", n=7)
     assert cache.get("s1").version == good_version
 
 
 def test_missing_current_keeps_serving(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = IndexStore(tmp_path)
-    version = publish(store, "s1")
+    version = publish_tiny(store, "s1")
     cache = IndexCache(store, max_loaded=2, check_seconds=0)
     cache.get("s1")
     (tmp_path / "s1" / "CURRENT").unlink()
@@ -129,11 +117,11 @@ class GatedStore(IndexStore):
 
 def test_slow_load_blocks_neither_other_streams_nor_old_readers(tmp_path: Path) -> None:
     store = GatedStore(tmp_path, slow_stream="none-yet")
-    first_version = publish(store, "big")
-    publish(store, "small")
+    first_version = publish_tiny(store, "big")
+    publish_tiny(store, "small")
     cache = IndexCache(store, max_loaded=3, check_seconds=0)
     cache.get("big")
-    publish(store, "big", n=9)
+    publish_tiny(store, "big", n=9)
     store.slow_stream = "big"
     results: list[StreamIndex] = []
     reloader = threading.Thread(target=lambda: results.append(cache.get("big")))
@@ -150,7 +138,7 @@ def test_slow_load_blocks_neither_other_streams_nor_old_readers(tmp_path: Path) 
 
 def test_concurrent_first_loads_share_one_index(tmp_path: Path) -> None:
     store = IndexStore(tmp_path)
-    publish(store, "s1")
+    publish_tiny(store, "s1")
     cache = IndexCache(store, max_loaded=2, check_seconds=1000)
     results: list[StreamIndex] = []
     threads = [threading.Thread(target=lambda: results.append(cache.get("s1"))) for _ in range(8)]

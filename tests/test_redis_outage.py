@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import SLICE_STREAM
+from helpers import wait_for
 from live_server import LiveServer
 from redis_server import RedisServer
 
@@ -25,16 +25,7 @@ pytestmark = pytest.mark.integration
 
 KEY = "outage-test-key-0123456789"
 CHANNEL = "watchbuy:indexes"
-WAIT_S = 30.0  # bounds on waiting, never assertions on speed
-
-
-def wait_for(predicate, what: str, timeout: float = WAIT_S) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
+POLL_S = 0.05  # this test polls a live server under load: a little less often
 
 
 def metric(http: httpx.Client, line_start: str) -> float:
@@ -111,30 +102,30 @@ def test_redis_killed_during_load(
         http = httpx.Client(base_url=server.base, timeout=30.0, headers={"X-API-Key": KEY})
         assert http.get("/readyz").json() == {"status": "ready", "redis": "up"}
         load.start()
-        wait_for(lambda: load.snapshot()[1]["applied"] >= 3, "smoothed answers before the outage")
+        wait_for(lambda: load.snapshot()[1]["applied"] >= 3, "smoothed answers before the outage", interval=POLL_S)
 
         redis_server.kill()
-        wait_for(lambda: http.get("/readyz").json()["status"] == "degraded", "/readyz to say degraded")
+        wait_for(lambda: http.get("/readyz").json()["status"] == "degraded", "/readyz to say degraded", interval=POLL_S)
         ready = http.get("/readyz")
         assert ready.status_code == 200 and ready.json() == {"status": "degraded", "redis": "down"}
         assert metric(http, "watchbuy_redis_up") == 0
-        wait_for(lambda: load.snapshot()[1]["redis_unavailable"] >= 3, "answers during the outage")
+        wait_for(lambda: load.snapshot()[1]["redis_unavailable"] >= 3, "answers during the outage", interval=POLL_S)
         assert metric(http, 'watchbuy_rate_limit_decisions_total{result="failed_open"}') >= 1
 
         redis_server.start()  # same port, empty dataset
-        wait_for(lambda: http.get("/readyz").json() == {"status": "ready", "redis": "up"}, "reconnection")
+        wait_for(lambda: http.get("/readyz").json() == {"status": "ready", "redis": "up"}, "reconnection", interval=POLL_S)
         assert metric(http, "watchbuy_redis_up") == 1 and metric(http, "watchbuy_redis_reconnects_total") >= 1
         applied_before = load.snapshot()[1]["applied"]
-        wait_for(lambda: load.snapshot()[1]["applied"] >= applied_before + 3, "smoothing to resume")
+        wait_for(lambda: load.snapshot()[1]["applied"] >= applied_before + 3, "smoothing to resume", interval=POLL_S)
 
         # reload resumes: the listener resubscribed, so an announced version is switched to
         store = IndexStore(root, keep_versions=10)
         current = store.load(SLICE_STREAM)
-        wait_for(lambda: subscribers(redis_server) == 1, "the registry to resubscribe")
+        wait_for(lambda: subscribers(redis_server) == 1, "the registry to resubscribe", interval=POLL_S)
         new = store.publish(SLICE_STREAM, current.index, current.entries, current.titles,
                             {k: current.manifest[k] for k in ("models", "embedder_preprocess")})
         announce_version(redis_server.url, CHANNEL, SLICE_STREAM, new)
-        wait_for(lambda: http.get(f"/streams/{SLICE_STREAM}").json()["index_version"] == new, "the new version")
+        wait_for(lambda: http.get(f"/streams/{SLICE_STREAM}").json()["index_version"] == new, "the new version", interval=POLL_S)
     finally:
         load.stop()
         server.stop()

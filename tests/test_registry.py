@@ -15,33 +15,21 @@ import threading
 import time
 from pathlib import Path
 
-import faiss
 import httpx
-import numpy as np
 import pytest
 from conftest import PROJECT_DIR, SLICE_STREAM
+from helpers import WAIT_S, publish_tiny, wait_for
 from live_server import LiveServer
 from redis_server import RedisServer, free_port
 
 from indexer.announce import announce_version, decode_announcement, encode_announcement, registry_key
-from indexer.store import CURRENT_FILE, INDEX_FILE, MANIFEST_FILE, IndexStore, VectorEntry, new_version_name
+from indexer.store import CURRENT_FILE, INDEX_FILE, MANIFEST_FILE, IndexStore, new_version_name
 from service.indexes import IndexCache
 from service.metrics import Metrics
 from service.redis_client import RedisLink
 from service.registry import IndexRegistry
 
-DIM = 8
 CHANNEL = "watchbuy:indexes"
-WAIT_S = 30.0  # bounds on waiting, never assertions on speed
-
-
-def publish(store: IndexStore, stream_id: str, n: int = 4) -> str:
-    vectors = np.random.default_rng(n).standard_normal((n, DIM)).astype("float32")
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    index = faiss.IndexFlatIP(DIM)
-    index.add(vectors)
-    entries = [VectorEntry("p", f"p-{i}", (0.0, 0.0, 1.0, 1.0)) for i in range(n)]
-    return store.publish(stream_id, index, entries, {"p": "a product"}, {})
 
 
 def corrupt_copy(root: Path, stream_id: str, version: str) -> str:
@@ -55,15 +43,6 @@ def corrupt_copy(root: Path, stream_id: str, version: str) -> str:
     index_path = root / stream_id / bad / INDEX_FILE
     index_path.write_bytes(index_path.read_bytes()[:-100])
     return bad
-
-
-def wait_for(predicate, what: str, timeout: float = WAIT_S) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 # --- message format ------------------------------------------------------------------------------
@@ -87,12 +66,12 @@ def test_announcement_round_trip_and_untrusted_messages() -> None:
 
 def test_switch_to_verifies_before_swapping(tmp_path: Path) -> None:
     store = IndexStore(tmp_path, keep_versions=10)
-    first = publish(store, "s1", n=3)
+    first = publish_tiny(store, "s1", n=3)
     cache = IndexCache(store, max_loaded=2, check_seconds=3600)
     assert cache.switch_to("s1", first) == "not_loaded"  # nothing loaded: the next request loads CURRENT
     old = cache.get("s1")
     assert cache.switch_to("s1", first) == "current"
-    second = publish(store, "s1", n=5)
+    second = publish_tiny(store, "s1", n=5)
     assert cache.get("s1") is old  # check_seconds=3600: no polling, only an explicit switch moves it
     assert cache.switch_to("s1", second) == "switched"
     new = cache.get("s1")
@@ -109,7 +88,7 @@ def test_switch_to_verifies_before_swapping(tmp_path: Path) -> None:
 def test_no_request_sees_a_half_loaded_index(tmp_path: Path) -> None:
     """Readers racing switches only ever get complete, verified versions."""
     store = IndexStore(tmp_path, keep_versions=50)
-    versions = {publish(store, "s1", n=4): 4}
+    versions = {publish_tiny(store, "s1", n=4): 4}
     cache = IndexCache(store, max_loaded=2, check_seconds=3600)
     cache.get("s1")
     stop, seen, problems = threading.Event(), set(), []
@@ -126,7 +105,7 @@ def test_no_request_sees_a_half_loaded_index(tmp_path: Path) -> None:
         reader.start()
     try:
         for n in range(5, 12):
-            version = publish(store, "s1", n=n)
+            version = publish_tiny(store, "s1", n=n)
             versions[version] = n
             assert cache.switch_to("s1", version) == "switched"
     finally:
@@ -142,12 +121,12 @@ def test_no_request_sees_a_half_loaded_index(tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_registry_follows_announcements_and_catches_up(tmp_path: Path, redis_server: RedisServer) -> None:
     store = IndexStore(tmp_path, keep_versions=10)
-    v1 = publish(store, "s1", n=3)
-    publish(store, "s2", n=3)
+    v1 = publish_tiny(store, "s1", n=3)
+    publish_tiny(store, "s2", n=3)
     cache = IndexCache(store, max_loaded=4, check_seconds=3600)
     cache.get("s1")
     cache.get("s2")
-    v2 = publish(store, "s1", n=4)
+    v2 = publish_tiny(store, "s1", n=4)
     announce_version(redis_server.url, CHANNEL, "s1", v2)  # before the replica listens: caught up from the hash
 
     metrics = Metrics()
@@ -159,7 +138,7 @@ async def test_registry_follows_announcements_and_catches_up(tmp_path: Path, red
         await wait_async(lambda: cache.get("s1").version == v2, "catch-up from the registry hash")
         await wait_async(lambda: registry.subscribed, "subscription")
 
-        v3 = publish(store, "s2", n=6)
+        v3 = publish_tiny(store, "s2", n=6)
         await asyncio.to_thread(announce_version, redis_server.url, CHANNEL, "s2", v3)
         await wait_async(lambda: cache.get("s2").version == v3, "switch on an announcement")
 
