@@ -18,7 +18,9 @@ from conftest import PROJECT_DIR  # noqa: E402
 
 from models.train.augment import jitter_box, rotate, view  # noqa: E402
 from models.train.pairs import Pair, View, read_pairs  # noqa: E402
-from models.train.train import TrainConfig, batches, build_model, info_nce, split_pairs, to_tensor  # noqa: E402
+from models.train.train import (  # noqa: E402
+    TrainConfig, batches, build_model, hard_batches, info_nce, split_pairs, to_tensor,
+)
 
 
 def test_pairs_refuse_dev_sets(tmp_path: Path) -> None:
@@ -77,6 +79,25 @@ def test_batches_use_every_pair_once_without_repeating_a_product() -> None:
     assert all(len({p.label for p in g}) == len(g) for g in groups)
     used = [p.photo.path for g in groups for p in g]
     assert len(used) == len(set(used)) == 70
+
+
+def test_hard_batches_put_look_alikes_together_and_use_every_pair_once() -> None:
+    view_ = View(Path("x.jpg"), None)
+    # 40 products, one pair each, plus a product with 8 pairs (a grocery item photographed many times)
+    pairs = [Pair(label=i, shop=view_, photo=View(Path(f"{i}.jpg"), None)) for i in range(40)]
+    pairs += [Pair(label=40, shop=view_, photo=View(Path(f"40-{k}.jpg"), None)) for k in range(8)]
+    # look-alikes: products in blocks of four (0-3, 4-7, ...); 40 looks like 0
+    neighbours = {i: [j for j in range(i - i % 4, i - i % 4 + 4) if j != i] + [(i + 4) % 40] for i in range(40)}
+    neighbours[40] = [0, 1]
+    out = hard_batches(pairs, 8, 4, neighbours, random.Random(0))
+    assert all(len({p.label for p in b}) == len(b) for b in out)
+    used = [p.photo.path for b in out for p in b]
+    assert len(used) == len(set(used)) and len(used) >= 40
+    whole_blocks = sum(1 for b in out for block in range(10) if set(range(4 * block, 4 * block + 4)) <= {p.label for p in b})
+    assert whole_blocks >= 6  # random batches of 8 from 41 products almost never hold a whole block of four
+    assert sum(1 for b in batches(pairs, 8, random.Random(0)) for block in range(10)
+               if set(range(4 * block, 4 * block + 4)) <= {p.label for p in b}) <= 1
+    assert out != hard_batches(pairs, 8, 4, neighbours, random.Random(1))
 
 
 def test_augmented_view_shape_and_box_jitter_stays_inside() -> None:

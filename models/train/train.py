@@ -52,6 +52,7 @@ class TrainConfig:
     repeat: tuple[tuple[str, int], ...] = ()  # (dataset name, times): oversample a small dataset per epoch
     val_share: tuple[tuple[str, float], ...] = ()  # (stream, share): hold out a seeded share of its clips
     rotate_degrees: float = 0.0  # photos turned by up to ± this (0: the v1 recipe)
+    hard_group: int = 0  # batches of groups of this many look-alike products (0: random batches, the v2 recipe)
 
 
 class ImageCache:
@@ -103,6 +104,62 @@ def batches(pairs: list[Pair], size: int, rng: random.Random) -> list[list[Pair]
             filling = [(b, l) for b, l in filling if b is not batch]
     done.extend(b for b, _ in filling if len(b) >= size // 2)
     return done
+
+
+def hard_batches(
+    pairs: list[Pair], size: int, group: int, neighbours: dict[int, list[int]], rng: random.Random
+) -> list[list[Pair]]:
+    """Every pair once, in batches built from groups of `group` products that look alike (a seed product and
+    its nearest products by shop-image embedding), so each photo meets near-twins among its in-batch
+    negatives. No product appears twice in a batch; groups are packed into batches in random seed order."""
+    pool: dict[int, list[Pair]] = {}
+    for pair in pairs:
+        pool.setdefault(pair.label, []).append(pair)
+    for stack in pool.values():
+        rng.shuffle(stack)
+    seeds = [pair.label for pair in pairs]  # a product with n pairs seeds up to n groups
+    rng.shuffle(seeds)
+    groups: list[list[Pair]] = []
+    for seed in seeds:
+        if not pool[seed]:
+            continue
+        members = [pool[seed].pop()]
+        for label in neighbours.get(seed, []):
+            if len(members) == group:
+                break
+            if pool.get(label):
+                members.append(pool[label].pop())
+        groups.append(members)
+    filling: list[tuple[list[Pair], set[int]]] = []
+    done: list[list[Pair]] = []
+    for members in groups:
+        labels_in = {p.label for p in members}
+        for batch, labels in filling:
+            if len(batch) + len(members) <= size and not labels & labels_in:
+                break
+        else:
+            batch, labels = [], set()
+            filling.append((batch, labels))
+        batch.extend(members)
+        labels |= labels_in
+        if len(batch) == size:
+            done.append(batch)
+            filling = [(b, l) for b, l in filling if b is not batch]
+    done.extend(b for b, _ in filling if len(b) >= size // 2)
+    rng.shuffle(done)
+    return done
+
+
+def shop_neighbours(model: nn.Module, pairs: list[Pair], cache: ImageCache, size: int, k: int) -> dict[int, list[int]]:
+    """Each product's k most similar other products, by the current model's embedding of its shop image."""
+    model.eval()
+    shops: dict[int, View] = {p.label: p.shop for p in pairs}
+    labels = sorted(shops)
+    gallery = embed_views(model, [shops[label] for label in labels], cache, size)
+    sims = gallery @ gallery.t()
+    sims.fill_diagonal_(-2.0)
+    nearest = sims.topk(min(k, len(labels) - 1), dim=1).indices.tolist()
+    return {label: [labels[j] for j in row] for label, row in zip(labels, nearest)}
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -174,6 +231,25 @@ def split_pairs(pairs: list[Pair], config: TrainConfig) -> tuple[list[Pair], dic
     return repeated, groups
 
 
+def epoch_batches(
+    model: nn.Module, pairs: list[Pair], config: TrainConfig, cache: ImageCache, rng: random.Random, steps: int
+) -> list[list[Pair]]:
+    """This epoch's batches: random (v1/v2), or look-alike groups mined with the model as it is now (at most
+    `steps` of them, the learning-rate schedule's length)."""
+    if config.hard_group <= 1:
+        return batches(pairs, config.batch, rng)
+    neighbours = shop_neighbours(model, pairs, cache, config.size, k=4 * config.hard_group)
+    _train_mode(model)
+    return hard_batches(pairs, config.batch, config.hard_group, neighbours, rng)[:steps]
+
+
+def _train_mode(model: nn.Module) -> None:
+    model.train()
+    for module in model.modules():  # small batches: keep the ImageNet BN statistics
+        if isinstance(module, nn.BatchNorm2d):
+            module.eval()
+
+
 def train(config: TrainConfig, work_dir: Path) -> dict:
     torch.manual_seed(config.seed)
     np_rng = np.random.default_rng(config.seed)
@@ -209,12 +285,9 @@ def train(config: TrainConfig, work_dir: Path) -> dict:
         history.append({"epoch": 0, "val_r1": validate(model, val_groups, cache, config.size)})
         log.info("epoch 0 (%s): val R@1 %s", config.init or "ImageNet", history[-1]["val_r1"])
     for epoch in range(start_epoch + 1, config.epochs + 1):
-        model.train()
-        for module in model.modules():  # small batches: keep the ImageNet BN statistics
-            if isinstance(module, nn.BatchNorm2d):
-                module.eval()
+        _train_mode(model)
         started, losses = time.perf_counter(), []
-        for step, group in enumerate(batches(train_pairs, config.batch, py_rng)):
+        for step, group in enumerate(epoch_batches(model, train_pairs, config, cache, py_rng, steps_per_epoch)):
             shops = [view(cache.get(p.shop.path), p.shop.box, config.size, np_rng, strong=False) for p in group]
             photos = [
                 view(cache.get(p.photo.path), p.photo.box, config.size, np_rng, strong=True,
@@ -260,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr-scale", type=float, default=1.0, help="multiply both learning rates (fine-tuning)")
     parser.add_argument("--rotate", type=float, default=0.0, metavar="DEGREES",
                         help="turn half of the photo views by up to ± this many degrees")
+    parser.add_argument("--hard-group", type=int, default=0, metavar="N",
+                        help="build batches from groups of N look-alike products, mined each epoch (0: random)")
     parser.add_argument("--freeze-blocks", type=int, default=TrainConfig.freeze_blocks,
                         help="EfficientNet blocks kept frozen (of 16)")
     args = parser.parse_args(argv)
@@ -270,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         lr_backbone=TrainConfig.lr_backbone * args.lr_scale, lr_head=TrainConfig.lr_head * args.lr_scale,
         seed=args.seed, init=args.init,
         repeat=tuple(_pair_arg(a, int) for a in args.repeat), val_share=tuple(_pair_arg(a, float) for a in args.val_share),
-        rotate_degrees=args.rotate, freeze_blocks=args.freeze_blocks,
+        rotate_degrees=args.rotate, freeze_blocks=args.freeze_blocks, hard_group=args.hard_group,
     )
     started = time.perf_counter()
     result = train(config, args.work_dir)
