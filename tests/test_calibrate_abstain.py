@@ -1,0 +1,50 @@
+"""The abstain calibration rule of scripts/calibrate_abstain.py on hand-made sweeps and a real report layout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import PROJECT_DIR
+
+sys.path.insert(0, str(PROJECT_DIR / "scripts"))
+
+from calibrate_abstain import calibrate  # noqa: E402
+
+
+def _sweep(rates: list[tuple[float, float, float]]) -> list[dict]:
+    return [{"threshold": t, "abstain_rate_normal": n, "abstain_recall": m} for t, n, m in rates]
+
+
+def test_the_rule_keeps_one_standard_error_under_the_target() -> None:
+    sweep = _sweep([(0.70, 0.05, 0.5), (0.72, 0.07, 0.6), (0.746, 0.09, 0.7), (0.76, 0.12, 0.8)])
+    # 200 clips: 0.07 + sqrt(0.07·0.93/200) = 0.088 ≤ 0.10; 0.09 + 0.020 = 0.110 > 0.10
+    assert calibrate(sweep, 200).threshold == 0.72
+    bare = calibrate(sweep, 200, margin_se=0.0)
+    assert (bare.threshold, bare.normal_rate, bare.missing_recall) == (0.74, 0.09, 0.7)  # rounded down
+    assert calibrate(sweep, 100_000).threshold == 0.74  # with many clips the margin vanishes
+
+
+def test_no_threshold_meeting_the_target_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no threshold"):
+        calibrate(_sweep([(0.5, 0.2, 0.9)]), 200)
+    with pytest.raises(ValueError, match="no normal clips"):
+        calibrate(_sweep([(0.5, 0.0, 0.9)]), 0)
+
+
+def test_cli_reads_an_evaluator_report(tmp_path: Path) -> None:
+    report = {
+        "summary": {"positive_clips": 200, "r1": 0.9, "missing_product": {"clips": 40}},
+        "threshold_sweep": _sweep([(0.70, 0.05, 0.5), (0.72, 0.07, 0.6), (0.76, 0.12, 0.8)]),
+    }
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    done = subprocess.run(
+        [sys.executable, str(PROJECT_DIR / "scripts" / "calibrate_abstain.py"), str(tmp_path / "report.json")],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "threshold 0.72 (normal 0.070, missing 0.600 of 40)" in done.stdout
