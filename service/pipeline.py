@@ -73,8 +73,15 @@ class Identification:
 
 
 class StageTimer:
+    """Milliseconds per pipeline stage; `finish` records the total since the timer was made."""
+
     def __init__(self) -> None:
+        self.started = time.perf_counter()
         self.ms: dict[str, float] = {}
+
+    def finish(self) -> dict[str, float]:
+        self.ms["total"] = (time.perf_counter() - self.started) * 1000
+        return self.ms
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -97,28 +104,25 @@ class Pipeline:
         self, frames: Sequence[EncodedFrame], index: StreamIndex, top_k: int, asr_text: str | None = None
     ) -> Identification:
         timer = StageTimer()
-        started = time.perf_counter()
         with timer.stage("decode"):
             decoded = self.decode(frames)
-        return self.identify_decoded(decoded, index, top_k, timer, started, asr_text)
+        return self.identify_decoded(decoded, index, top_k, asr_text, timer)
 
     def identify_decoded(
         self,
         decoded: Sequence[DecodedFrame],
         index: StreamIndex,
         top_k: int,
-        timer: StageTimer | None = None,
-        started: float | None = None,
         asr_text: str | None = None,
+        timer: StageTimer | None = None,
     ) -> Identification:
-        """The flow after decoding, for frames decoded elsewhere (video); `timer` and `started` carry the decode."""
+        """The flow after decoding, for frames decoded elsewhere (video); `timer` carries the decode."""
         timer = timer or StageTimer()
-        started = time.perf_counter() if started is None else started
         with timer.stage("detect"):
             proposals = self._proposals(decoded, self.models.detector.detect_many([f.image for f in decoded]))
         with timer.stage("embed"):
             vectors = self.models.embedder.embed(self._crops(decoded, proposals))
-        return self.search_and_aggregate(decoded, proposals, vectors, index, top_k, timer, started, asr_text)
+        return self.search_and_aggregate(decoded, proposals, vectors, index, top_k, asr_text, timer)
 
     async def identify_batched(
         self,
@@ -131,13 +135,10 @@ class Pipeline:
     ) -> Identification:
         """`identify` for concurrent requests: model calls shared with other requests (raises Overloaded)."""
         timer = StageTimer()
-        started = time.perf_counter()
         batchers.ensure_room(len(frames))  # refuse (429) before decoding when a model's queue is full
         with timer.stage("decode"):
             decoded = await anyio.to_thread.run_sync(self.decode, frames, limiter=limiter)
-        return await self.identify_decoded_batched(
-            decoded, index, top_k, batchers, limiter, timer, started, asr_text
-        )
+        return await self.identify_decoded_batched(decoded, index, top_k, batchers, limiter, asr_text, timer)
 
     async def identify_decoded_batched(
         self,
@@ -146,20 +147,17 @@ class Pipeline:
         top_k: int,
         batchers: ModelBatchers,
         limiter: anyio.CapacityLimiter,
-        timer: StageTimer | None = None,
-        started: float | None = None,
         asr_text: str | None = None,
+        timer: StageTimer | None = None,
     ) -> Identification:
         """`identify_decoded` with the model calls through the batchers (queue wait counts in the stage)."""
         timer = timer or StageTimer()
-        started = time.perf_counter() if started is None else started
         with timer.stage("detect"):
             proposals = self._proposals(decoded, await batchers.detector.submit([f.image for f in decoded]))
         with timer.stage("embed"):
             vectors = await batchers.embedder.submit(self._crops(decoded, proposals))
         return await anyio.to_thread.run_sync(
-            self.search_and_aggregate, decoded, proposals, vectors, index, top_k, timer, started, asr_text,
-            limiter=limiter,
+            self.search_and_aggregate, decoded, proposals, vectors, index, top_k, asr_text, timer, limiter=limiter,
         )
 
     def _proposals(
@@ -179,9 +177,8 @@ class Pipeline:
         vectors: np.ndarray,
         index: StreamIndex,
         top_k: int,
+        asr_text: str | None,
         timer: StageTimer,
-        started: float,
-        asr_text: str | None = None,
     ) -> Identification:
         """The flow after the image models, shared by both ways of calling them: one search for all boxes."""
         with timer.stage("embed"):
@@ -193,14 +190,13 @@ class Pipeline:
             evidence, per_frame = self._evidence(decoded, proposals, index, rows, sims)
             products = rank_products(index, per_frame, top_k, bonus)
             abstain = should_abstain(products, self.config.abstain.for_stream(index.stream_id))
-        timer.ms["total"] = (time.perf_counter() - started) * 1000
         return Identification(
             stream_id=index.stream_id,
             index_version=index.version,
             abstain=abstain,
             products=tuple(products),
             frames=tuple(evidence),
-            timings_ms=timer.ms,
+            timings_ms=timer.finish(),
         )
 
     def _text_bonus(self, index: StreamIndex, asr_text: str | None) -> dict[str, float]:

@@ -7,7 +7,6 @@ the same session smoothing.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import anyio
@@ -44,21 +43,19 @@ async def identify_sampled(
     top_k: int,
     asr_text: str | None,
     timer: StageTimer,
-    started: float,
 ) -> Identification:
     """Detection onwards for already decoded frames, the way `ServiceState.identify` runs /identify."""
     if state.batchers is not None:
         return await state.pipeline.identify_decoded_batched(
-            video.frames, index, top_k, state.batchers, state.limiter, timer, started, asr_text
+            video.frames, index, top_k, state.batchers, state.limiter, asr_text, timer
         )
     return await anyio.to_thread.run_sync(
         state.pipeline.identify_decoded,
         video.frames,
         index,
         top_k,
-        timer,
-        started,
         asr_text,
+        timer,
         limiter=state.limiter,
     )
 
@@ -76,7 +73,7 @@ def video_router(get_state: StateGetter, load_index: IndexLoader) -> APIRouter:
         index = await anyio.to_thread.run_sync(load_index, state, query.stream_id, limiter=state.limiter)
         if state.batchers is not None:
             state.batchers.detector.ensure_room(1)  # refuse before decoding when the detector queue is full
-        timer, started = StageTimer(), time.perf_counter()
+        timer = StageTimer()
 
         def decode() -> SampledVideo:
             with timer.stage("decode"):
@@ -84,7 +81,7 @@ def video_router(get_state: StateGetter, load_index: IndexLoader) -> APIRouter:
 
         video = await anyio.to_thread.run_sync(decode, limiter=state.limiter)
         top_k = candidates(state.sessions, query.session_id, query.top_k)  # more when smoothing
-        result = await identify_sampled(state, video, index, top_k, query.asr_text, timer, started)
+        result = await identify_sampled(state, video, index, top_k, query.asr_text, timer)
         state.metrics.observe_stages(result.timings_ms)
         state.metrics.observe_counts(len(result.frames), result.n_boxes)
         result, smoothing = await apply_session(
