@@ -10,9 +10,9 @@ read shared objects (ONNX Runtime sessions and FAISS CPU indexes are safe for co
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Sequence
 
 import anyio
 import numpy as np

@@ -10,25 +10,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from starlette.datastructures import FormData, UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.formparsers import MultiPartException
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from service.decode import decode_base64
 from service.errors import (
     InvalidBase64,
     InvalidJson,
-    InvalidMultipart,
     InvalidRequest,
     UnsupportedMediaType,
     describe_validation_errors,
     is_json_syntax_error,
 )
+from service.multipart import FIELD_BYTES, form_errors, scalar_fields, validate_fields
 from service.schemas import ID_PATTERN, MAX_ASR_CHARS, IdentifyFields, IdentifyRequest
 from watchbuy.settings import Settings
 
-_FIELD_BYTES = 64 * 1024  # largest non-file multipart field (asr_text is at most 4000 characters)
 _SCALAR_FIELDS = ("stream_id", "asr_text", "top_k", "session_id")
 
 
@@ -86,48 +83,22 @@ async def _parse_json(request: Request, settings: Settings) -> IdentifyInput:
 
 
 async def _parse_multipart(request: Request, settings: Settings) -> IdentifyInput:
-    try:
+    with form_errors(too_many_files=f"at most {settings.max_frames} frames are accepted per request"):
         async with request.form(
             max_files=settings.max_frames + 1,
             max_fields=settings.max_frames + 1 + len(_SCALAR_FIELDS),
-            max_part_size=_FIELD_BYTES,
+            max_part_size=FIELD_BYTES,
         ) as form:
-            fields = _form_fields(form)
             uploads = form.getlist("frames")
             _check_limits(len(uploads), 1, settings)
+            fields = scalar_fields(form, file_fields={"frames", "frame_index"})
             raw_indices = form.getlist("frame_index")
             contents = [await _read_upload(position, upload) for position, upload in enumerate(uploads)]
-    except (StarletteHTTPException, MultiPartException) as exc:
-        detail = exc.detail if isinstance(exc, StarletteHTTPException) else exc.message
-        if "Too many files" in detail:
-            raise InvalidRequest(f"at most {settings.max_frames} frames are accepted per request") from None
-        if "Too many fields" in detail:
-            raise InvalidRequest("too many form fields") from None
-        raise InvalidMultipart(f"malformed multipart body: {detail}") from None
-    try:
-        parsed = IdentifyFields.model_validate(fields, strict=False)
-    except ValidationError as exc:
-        raise InvalidRequest(describe_validation_errors(exc.errors(include_input=False))) from None
+    parsed = validate_fields(IdentifyFields, fields)
     _check_limits(len(contents), parsed.top_k, settings)
     indices = _frame_indices(_form_indices(raw_indices, len(contents)))
     frames = [EncodedFrame(frame_index=index, data=data) for index, data in zip(indices, contents)]
     return _to_input(parsed, frames)
-
-
-def _form_fields(form: FormData) -> dict[str, Any]:
-    """Scalar form fields as a dict for pydantic; empty optional fields count as absent (HTML forms)."""
-    fields: dict[str, Any] = {}
-    for key in {key for key, _ in form.multi_items()}:
-        if key in ("frames", "frame_index"):
-            continue
-        values = form.getlist(key)
-        if len(values) > 1:
-            raise InvalidRequest(f"{key}: given {len(values)} times; send it once")
-        value = values[0]
-        if key != "stream_id" and value == "":
-            continue
-        fields[key] = value
-    return fields
 
 
 async def _read_upload(position: int, upload: str | UploadFile) -> bytes:

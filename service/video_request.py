@@ -10,20 +10,16 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
 from indexer.video import encode_jpeg
 from service.errors import (
-    InvalidMultipart,
     InvalidRequest,
     UnsupportedMediaType,
     VideoTooLarge,
-    describe_validation_errors,
 )
+from service.multipart import FIELD_BYTES, form_errors, scalar_fields, validate_fields
 from service.pipeline import Identification
 from service.respond import identify_response
 from service.schemas import (
@@ -38,7 +34,6 @@ from service.sessions import Smoothing
 from service.video import SampledVideo
 from watchbuy.settings import Settings
 
-_FIELD_BYTES = 64 * 1024  # largest non-file field
 _FIELDS = ("stream_id", "asr_text", "top_k", "session_id", "return_frames")
 FRAME_JPEG_QUALITY = 85
 
@@ -61,21 +56,11 @@ async def parse_video_request(request: Request, settings: Settings) -> VideoInpu
         raise UnsupportedMediaType(
             f"content type {shown!r} is not accepted; send multipart/form-data with a `video` file"
         )
-    try:
-        async with request.form(max_files=1, max_fields=len(_FIELDS), max_part_size=_FIELD_BYTES) as form:
-            fields = _scalar_fields(form)
+    with form_errors(too_many_files="send exactly one file, the `video` part"):
+        async with request.form(max_files=1, max_fields=len(_FIELDS), max_part_size=FIELD_BYTES) as form:
+            fields = scalar_fields(form, file_fields={"video"})
             data = await _read_video(form, settings.max_video_bytes)
-    except (StarletteHTTPException, MultiPartException) as exc:
-        detail = exc.detail if isinstance(exc, StarletteHTTPException) else exc.message
-        if "Too many files" in detail:
-            raise InvalidRequest("send exactly one file, the `video` part") from None
-        if "Too many fields" in detail:
-            raise InvalidRequest("too many form fields") from None
-        raise InvalidMultipart(f"malformed multipart body: {detail}") from None
-    try:
-        parsed = IdentifyVideoFields.model_validate(fields, strict=False)
-    except ValidationError as exc:
-        raise InvalidRequest(describe_validation_errors(exc.errors(include_input=False))) from None
+    parsed = validate_fields(IdentifyVideoFields, fields)
     if not 1 <= parsed.top_k <= settings.max_top_k:
         raise InvalidRequest(f"top_k: must be between 1 and {settings.max_top_k}, got {parsed.top_k}")
     return VideoInput(
@@ -86,21 +71,6 @@ async def parse_video_request(request: Request, settings: Settings) -> VideoInpu
         session_id=parsed.session_id,
         return_frames=parsed.return_frames,
     )
-
-
-def _scalar_fields(form: FormData) -> dict[str, Any]:
-    """Form fields besides `video`; empty optional fields count as absent (HTML forms send them)."""
-    fields: dict[str, Any] = {}
-    for key in {key for key, _ in form.multi_items()} - {"video"}:
-        values = form.getlist(key)
-        if len(values) > 1:
-            raise InvalidRequest(f"{key}: given {len(values)} times; send it once")
-        if not isinstance(values[0], str):
-            raise InvalidRequest(f"{key}: must be a text field, not a file")
-        if key != "stream_id" and values[0] == "":
-            continue
-        fields[key] = values[0]
-    return fields
 
 
 async def _read_video(form: FormData, max_bytes: int) -> bytes:
