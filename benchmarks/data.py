@@ -93,7 +93,7 @@ class Workspace:
 
     def build_index(self) -> BuildSummary:
         """Build (again) and publish the benchmark stream's index; the timed step of the build benchmark."""
-        summary, _ = build_stream(self.catalogue(), self.models, self.store, factory="Flat", show_progress=False)
+        summary, _ = build_stream(self.catalogue(), self.models, self.store, show_progress=False)
         self.build_summary = summary
         self._index = None
         return summary

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from indexer.announce import AnnounceError, announce_version
-from indexer.build import BuildError, build_stream
+from indexer.build import BuildError, IndexRecipe, build_stream
 from indexer.catalogue import CatalogueError, read_catalogue
 from indexer.store import IndexStore
 from models.artifacts import ModelArtifactError
@@ -35,10 +35,8 @@ def build(args: argparse.Namespace) -> int:
     try:
         catalogue = read_catalogue(_catalogue_dir(args, settings), args.stream, strict=args.strict)
         models = load_configured_models(settings)
-        summary, issues = build_stream(
-            catalogue, models, store, factory=args.factory or settings.index_factory, strict=args.strict,
-            unboxed=settings.catalogue_unboxed_images,
-        )
+        recipe = IndexRecipe.from_settings(settings, factory=args.factory)
+        summary, issues = build_stream(catalogue, models, store, recipe, strict=args.strict)
     except (CatalogueError, BuildError, ModelArtifactError, ValueError) as exc:
         console.print(f"[red]build failed:[/red] {exc}")
         return 1

@@ -19,6 +19,7 @@ from models.embedder import PREPROCESS, crop
 from models.loader import Models
 from models.proposals import ProposalConfig, propose
 from models.types import Box
+from watchbuy.settings import Settings
 
 EMBED_BATCH = 32
 # What a catalogue image without boxes contributes. The catalogue contract reads an empty box list as
@@ -36,6 +37,10 @@ class IndexRecipe:
 
     factory: str = "Flat"
     unboxed: UnboxedImages = "whole"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, factory: str | None = None) -> IndexRecipe:
+        return cls(factory or settings.index_factory, settings.catalogue_unboxed_images)
 
 
 class BuildError(RuntimeError):
@@ -159,20 +164,19 @@ def build_stream(
     catalogue: Catalogue,
     models: Models,
     store: IndexStore,
-    factory: str = "Flat",
+    recipe: IndexRecipe = IndexRecipe(),
     strict: bool = False,
     show_progress: bool = True,
-    unboxed: UnboxedImages = "whole",
 ) -> tuple[BuildSummary, list[CatalogueIssue]]:
     """Embed, index and publish one stream; the store's CURRENT changes only if all of it worked."""
     if strict and catalogue.issues:
         first = catalogue.issues[0]
         raise BuildError(f"{first.source}: {first.message}")
     started = time.perf_counter()
-    embedded = embed_catalogue(catalogue, models, strict=strict, show_progress=show_progress, unboxed=unboxed)
+    embedded = embed_catalogue(catalogue, models, strict=strict, show_progress=show_progress, unboxed=recipe.unboxed)
     if not embedded.entries:
         raise BuildError(f"stream {catalogue.stream_id}: no usable catalogue image in {catalogue.root}")
-    index = make_faiss_index(embedded.vectors, factory)
+    index = make_faiss_index(embedded.vectors, recipe.factory)
     text = embed_titles(embedded.titles, models)
     model_hashes = {m.record.role: m.record.sha256 for m in models.loaded}
     version = store.publish(
@@ -181,8 +185,8 @@ def build_stream(
         embedded.entries,
         embedded.titles,
         extra={
-            "factory": factory,
-            "unboxed_images": unboxed,
+            "factory": recipe.factory,
+            "unboxed_images": recipe.unboxed,
             "models": model_hashes,
             "embedder_preprocess": PREPROCESS,
             "catalogue": {"root": str(Path(catalogue.root).resolve()), "layout": catalogue.layout},

@@ -136,7 +136,7 @@ def prepare_indexes(
     the indexed products, the catalogue's issues and the build time."""
     catalogue = read_catalogue(source.root, source.stream_id)
     summary, issues = build_stream(
-        catalogue, models, store, factory=recipe.factory, unboxed=recipe.unboxed, show_progress=False
+        catalogue, models, store, recipe, show_progress=False
     )
     indexed = set(store.load(source.stream_id, summary.version).titles)
     removed = frozenset(held_out & indexed)
@@ -257,7 +257,7 @@ def evaluate(
     started = time.perf_counter()
     sources = find_streams(config.dataset, set(config.streams) if config.streams else None)
     max_frames = config.max_frames or settings.max_frames
-    recipe = IndexRecipe(settings.index_factory, settings.catalogue_unboxed_images)
+    recipe = IndexRecipe.from_settings(settings)
     runs = [evaluate_stream(s, identifier, models, store, config, recipe, max_frames) for s in sources]
     report = build_report(config, settings, models, runs, time.perf_counter() - started, max_frames, recipe)
     return Evaluation(report, tuple(o for run in runs for o in run.outcomes))

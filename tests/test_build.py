@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PROJECT_DIR, expected_embedder, write_slice
 from PIL import Image
 
-from conftest import PROJECT_DIR, expected_embedder, write_slice
-from indexer.build import CATALOGUE_PROPOSALS, BuildError, build_stream
+from indexer.build import CATALOGUE_PROPOSALS, BuildError, IndexRecipe, build_stream
 from indexer.catalogue import read_catalogue
 from indexer.store import IndexStore
 from models.artifacts import read_manifest
@@ -114,7 +114,7 @@ def test_image_without_boxes_gets_proposals_and_the_full_image_in_detect_mode(
     root = _unboxed_catalogue(viton_stream, tmp_path)
     store = IndexStore(tmp_path / "indexes")
     catalogue = read_catalogue(root, STREAM, strict=True)
-    summary, issues = build_stream(catalogue, models, store, show_progress=False, unboxed="detect")
+    summary, issues = build_stream(catalogue, models, store, IndexRecipe(unboxed="detect"), show_progress=False)
     assert issues == []
     index = store.load(STREAM)
 
