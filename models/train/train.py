@@ -88,17 +88,24 @@ def batches(pairs: list[Pair], size: int, rng: random.Random) -> list[list[Pair]
     """Every pair once, in batches where no product appears twice (every other row is a true negative)."""
     order = pairs[:]
     rng.shuffle(order)
+    return _pack([[pair] for pair in order], size)
+
+
+def _pack(groups: list[list[Pair]], size: int) -> list[list[Pair]]:
+    """Groups of pairs (each with distinct products) into batches of `size`, in order, each group into the
+    first open batch with room and none of its products; batches under half full are dropped."""
     filling: list[tuple[list[Pair], set[int]]] = []
     done: list[list[Pair]] = []
-    for pair in order:
+    for members in groups:
+        labels_in = {p.label for p in members}
         for batch, labels in filling:
-            if pair.label not in labels:
-                batch.append(pair)
-                labels.add(pair.label)
+            if len(batch) + len(members) <= size and not labels & labels_in:
                 break
         else:
-            batch, labels = [pair], {pair.label}
+            batch, labels = [], set()
             filling.append((batch, labels))
+        batch.extend(members)
+        labels |= labels_in
         if len(batch) == size:
             done.append(batch)
             filling = [(b, l) for b, l in filling if b is not batch]
@@ -130,22 +137,7 @@ def hard_batches(
             if pool.get(label):
                 members.append(pool[label].pop())
         groups.append(members)
-    filling: list[tuple[list[Pair], set[int]]] = []
-    done: list[list[Pair]] = []
-    for members in groups:
-        labels_in = {p.label for p in members}
-        for batch, labels in filling:
-            if len(batch) + len(members) <= size and not labels & labels_in:
-                break
-        else:
-            batch, labels = [], set()
-            filling.append((batch, labels))
-        batch.extend(members)
-        labels |= labels_in
-        if len(batch) == size:
-            done.append(batch)
-            filling = [(b, l) for b, l in filling if b is not batch]
-    done.extend(b for b, _ in filling if len(b) >= size // 2)
+    done = _pack(groups, size)
     rng.shuffle(done)
     return done
 
