@@ -135,9 +135,7 @@ def prepare_indexes(
     """Build and publish the stream's index, and the copy without `held_out`; returns both versions,
     the indexed products, the catalogue's issues and the build time."""
     catalogue = read_catalogue(source.root, source.stream_id)
-    summary, issues = build_stream(
-        catalogue, models, store, recipe, show_progress=False
-    )
+    summary, issues = build_stream(catalogue, models, store, recipe, show_progress=False)
     indexed = set(store.load(source.stream_id, summary.version).titles)
     removed = frozenset(held_out & indexed)
     held_version = None

@@ -21,7 +21,8 @@ Fields = TypeVar("Fields", bound=BaseModel)
 
 @contextmanager
 def form_errors(too_many_files: str) -> Iterator[None]:
-    """Starlette's multipart failures as 400s; `too_many_files` is the message for one file part too many."""
+    """Starlette's multipart failures as API errors: too many parts → 422 (`too_many_files` is the message
+    for too many file parts), anything else → 400 invalid_multipart."""
     try:
         yield
     except (StarletteHTTPException, MultiPartException) as exc:
@@ -50,7 +51,7 @@ def scalar_fields(form: FormData, file_fields: set[str]) -> dict[str, Any]:
 
 
 def validate_fields(model: type[Fields], fields: dict[str, Any]) -> Fields:
-    """The form fields as `model` (strings coerced), or a 400 naming every bad field."""
+    """The form fields as `model` (strings coerced), or a 422 naming every bad field."""
     try:
         return model.model_validate(fields, strict=False)
     except ValidationError as exc:
