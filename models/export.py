@@ -30,12 +30,20 @@ def load_lite0_imagenet():  # -> EfficientNetLite (torch imported lazily)
 
 
 def export_embedder(out_path: Path, net=None, input_size: int = EMBEDDER_INPUT_SIZE) -> Path:
-    """Write `EmbeddingNet(net)` to `out_path` with a dynamic batch: images [N,3,S,S] → embeddings [N,D]."""
+    """Write the embedding net to `out_path` with a dynamic batch: images [N,3,S,S] → embeddings [N,D].
+
+    `net`: a trained EmbeddingNet or EnsembleNet as it is, a bare backbone wrapped in an EmbeddingNet, or
+    None for the ImageNet backbone.
+    """
     import torch
 
     from models.nets.efficientnet_lite import EmbeddingNet
+    from models.nets.ensemble import EnsembleNet
 
-    model = net if isinstance(net, EmbeddingNet) else EmbeddingNet(net if net is not None else load_lite0_imagenet())
+    if isinstance(net, (EmbeddingNet, EnsembleNet)):
+        model = net
+    else:
+        model = EmbeddingNet(net if net is not None else load_lite0_imagenet())
     model.eval()
     dummy = torch.zeros(2, 3, input_size, input_size)
     out_path.parent.mkdir(parents=True, exist_ok=True)

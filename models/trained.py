@@ -1,5 +1,8 @@
 """The project's own trained embedder weights: fp16 numpy archives under `models/weights/`, pinned by a
 manifest (training data, command, seed, metrics, sha256). No pickle: `np.load(allow_pickle=False)`.
+
+A manifest entry may also name an ensemble instead of a file: `"members": [{"name", "weight", "sha256"}]`,
+trained entries pinned by their sha256, exported together as one embedder (models/nets/ensemble.py).
 """
 
 from __future__ import annotations
@@ -36,16 +39,65 @@ def read_weights_manifest() -> dict[str, Any]:
     return json.loads(WEIGHTS_MANIFEST.read_text()) if WEIGHTS_MANIFEST.is_file() else {}
 
 
-def load_trained(name: str):  # -> EmbeddingNet
-    """Rebuild the trained EmbeddingNet (float32) from its verified fp16 archive."""
+def _entry(name: str) -> dict[str, Any]:
+    entry = read_weights_manifest().get(name)
+    if entry is None:
+        raise FileNotFoundError(f"no trained weights named {name!r} in {WEIGHTS_MANIFEST}")
+    return entry
+
+
+def is_ensemble(name: str) -> bool:
+    return "members" in _entry(name)
+
+
+def save_ensemble(name: str, members: list[tuple[str, float]], info: dict[str, Any]) -> dict[str, Any]:
+    """Record an ensemble of trained entries (each pinned by its sha256) in the weights manifest."""
+    manifest = read_weights_manifest()
+    pinned = []
+    for member, weight in members:
+        entry = manifest.get(member)
+        if entry is None or "members" in entry:
+            raise ValueError(f"ensemble member {member!r} must be a trained entry of {WEIGHTS_MANIFEST}")
+        pinned.append({"name": member, "weight": weight, "sha256": entry["sha256"]})
+    dim = sum(int(manifest[m["name"]]["config"]["dim"]) for m in pinned)
+    manifest[name] = {**info, "name": name, "members": pinned, "config": {"dim": dim}}
+    WEIGHTS_MANIFEST.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return manifest[name]
+
+
+def describe(name: str) -> str:
+    """Where the exported weights come from, for the model manifest's `source`."""
+    entry = _entry(name)
+    if "members" in entry:
+        return "ensemble:" + "+".join(f"{m['weight']:g}×{m['name']} sha256 {m['sha256']}" for m in entry["members"])
+    return f"{WEIGHTS_DIR.name}/{entry['file']} sha256 {entry['sha256']}"
+
+
+def load_trained(name: str):  # -> EmbeddingNet | EnsembleNet
+    """Rebuild the trained net (float32) from its verified fp16 archive, or the ensemble of its members."""
+    entry = _entry(name)
+    if "members" in entry:
+        return _load_ensemble(name, entry)
+    return _load_single(entry)
+
+
+def _load_ensemble(name: str, entry: dict[str, Any]):  # -> EnsembleNet
+    from models.nets.ensemble import EnsembleNet
+
+    members = []
+    for member in entry["members"]:
+        if _entry(member["name"]).get("sha256") != member["sha256"]:
+            raise ValueError(f"ensemble {name!r}: member {member['name']!r} is not the weights it was made with")
+        members.append(_load_single(_entry(member["name"])))
+    return EnsembleNet(members, [float(m["weight"]) for m in entry["members"]]).eval()
+
+
+def _load_single(entry: dict[str, Any]):  # -> EmbeddingNet
     import torch
     from torch import nn
 
     from models.nets.efficientnet_lite import EfficientNetLite, EmbeddingNet
 
-    entry = read_weights_manifest().get(name)
-    if entry is None:
-        raise FileNotFoundError(f"no trained weights named {name!r} in {WEIGHTS_MANIFEST}")
     path = WEIGHTS_DIR / entry["file"]
     if sha256_file(path) != entry["sha256"]:
         raise ValueError(f"{path} does not match the sha256 in {WEIGHTS_MANIFEST}")

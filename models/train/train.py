@@ -29,7 +29,7 @@ from models.export import load_lite0_imagenet
 from models.nets.efficientnet_lite import EmbeddingNet
 from models.train.augment import view
 from models.train.pairs import Pair, View, read_pairs
-from models.trained import WEIGHTS_DIR, load_trained, save_weights
+from models.trained import WEIGHTS_DIR, is_ensemble, load_trained, save_weights
 from models.types import Box
 
 log = logging.getLogger("train")
@@ -73,6 +73,8 @@ def to_tensor(batch: list[np.ndarray]) -> torch.Tensor:
 
 def build_model(config: TrainConfig) -> EmbeddingNet:
     if config.init:
+        if is_ensemble(config.init):
+            raise ValueError(f"--init {config.init}: an ensemble cannot be fine-tuned; start from one of its members")
         model = load_trained(config.init)
         backbone = model.backbone
     else:
