@@ -31,8 +31,9 @@ class Settings(BaseSettings):
         None, description="Folder holding third-party model files (the detector) to copy instead of downloading."
     )
     embedder_weights: str = Field(
-        "watchbuy-lite0-v3",
-        description="Weights `make models` exports: `imagenet`, or a trained entry of models/weights/manifest.json.",
+        "watchbuy-lite0-e1",
+        description="Weights `make models` exports: `imagenet`, or an entry of models/weights/manifest.json (trained "
+        "weights, or an ensemble of them such as the default: v3 + 0.5 × v2).",
     )
     # 1: measured on the 2-core box, two single-threaded calls at once beat one call on 2 spinning threads
     intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads per session (0 = runtime default).")
@@ -73,8 +74,8 @@ class Settings(BaseSettings):
     neighbours_per_box: int = Field(20, ge=1, le=200, description="FAISS neighbours fetched per box.")
     matches_per_box: int = Field(3, ge=1, le=20, description="Box-level matches returned per box.")
     abstain_threshold: float = Field(
-        0.69,
-        description="Abstain when the best product score is below this. Calibrated for watchbuy-lite0-v3 on "
+        0.70,
+        description="Abstain when the best product score is below this. Calibrated for watchbuy-lite0-e1 on "
         "viton-train-11 (held out from training): the highest threshold whose rate of abstaining on normal "
         "clips, plus one standard error, stays at or under 10% (docs/EVALUATION.md).",
     )
