@@ -31,8 +31,15 @@ def save_weights(model, path: Path, info: dict[str, Any]) -> dict[str, Any]:  # 
     entry = {**info, "file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
     manifest = read_weights_manifest()
     manifest[path.stem] = entry
-    WEIGHTS_MANIFEST.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    _write_manifest(manifest)
     return entry
+
+
+def _write_manifest(manifest: dict[str, Any]) -> None:
+    """Replace the weights manifest atomically (a temp file renamed over it)."""
+    tmp = WEIGHTS_MANIFEST.with_name(f".{WEIGHTS_MANIFEST.name}.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    tmp.replace(WEIGHTS_MANIFEST)
 
 
 def read_weights_manifest() -> dict[str, Any]:
@@ -61,7 +68,7 @@ def save_ensemble(name: str, members: list[tuple[str, float]], info: dict[str, A
         pinned.append({"name": member, "weight": weight, "sha256": entry["sha256"]})
     dim = sum(int(manifest[m["name"]]["config"]["dim"]) for m in pinned)
     manifest[name] = {**info, "name": name, "members": pinned, "config": {"dim": dim}}
-    WEIGHTS_MANIFEST.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    _write_manifest(manifest)
     return manifest[name]
 
 
