@@ -68,6 +68,12 @@ class Probe:
     gpu_name: str | None = None
     trt_version: str | None = None
 
+    def refusal(self, task: str) -> str:
+        """The error a GPU-only command prints when it cannot `task` here (what it needs, and why not)."""
+        return (f"error: cannot {task} on this machine: {self.reason}.\n"
+                "       This needs an NVIDIA GPU with its driver and `pip install '.[gpu]'` "
+                "(tensorrt, cuda-python, onnxruntime-gpu).")
+
 
 def _check(result: Any) -> Any:
     """cuda-python calls return (error, *values): raise on an error, return the value(s)."""

@@ -38,9 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     found = probe()
     if not found.available:
-        print(f"error: cannot build TensorRT engines on this machine: {found.reason}.\n"
-              "       This needs an NVIDIA GPU with its driver and `pip install '.[gpu]'` "
-              "(tensorrt, cuda-python, onnxruntime-gpu).", file=sys.stderr)
+        print(found.refusal("build TensorRT engines"), file=sys.stderr)
         return 2
     settings = get_settings()
     try:

@@ -191,9 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
     found = probe()
     if not found.available:
-        print(f"error: no TensorRT GPU path on this machine: {found.reason}.\n"
-              "       `make gpu-check` needs an NVIDIA GPU with its driver and `pip install '.[gpu]'`; "
-              "nothing was run.", file=sys.stderr)
+        print(found.refusal("run `make gpu-check`"), file=sys.stderr)
         return 2
     settings = Settings()
     paths = frame_paths(args.stream_dir, args.frames)
