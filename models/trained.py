@@ -46,8 +46,9 @@ def read_weights_manifest() -> dict[str, Any]:
     return json.loads(WEIGHTS_MANIFEST.read_text()) if WEIGHTS_MANIFEST.is_file() else {}
 
 
-def _entry(name: str) -> dict[str, Any]:
-    entry = read_weights_manifest().get(name)
+def _entry(name: str, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`name`'s entry of `manifest` (read from disk when not given)."""
+    entry = (manifest if manifest is not None else read_weights_manifest()).get(name)
     if entry is None:
         raise FileNotFoundError(f"no trained weights named {name!r} in {WEIGHTS_MANIFEST}")
     return entry
@@ -60,13 +61,13 @@ def is_ensemble(name: str) -> bool:
 def save_ensemble(name: str, members: list[tuple[str, float]], info: dict[str, Any]) -> dict[str, Any]:
     """Record an ensemble of trained entries (each pinned by its sha256) in the weights manifest."""
     manifest = read_weights_manifest()
-    pinned = []
+    pinned, dim = [], 0
     for member, weight in members:
         entry = manifest.get(member)
         if entry is None or "members" in entry:
             raise ValueError(f"ensemble member {member!r} must be a trained entry of {WEIGHTS_MANIFEST}")
         pinned.append({"name": member, "weight": weight, "sha256": entry["sha256"]})
-    dim = sum(int(manifest[m["name"]]["config"]["dim"]) for m in pinned)
+        dim += int(entry["config"]["dim"])
     manifest[name] = {**info, "name": name, "members": pinned, "config": {"dim": dim}}
     _write_manifest(manifest)
     return manifest[name]
@@ -82,20 +83,22 @@ def describe(name: str) -> str:
 
 def load_trained(name: str):  # -> EmbeddingNet | EnsembleNet
     """Rebuild the trained net (float32) from its verified fp16 archive, or the ensemble of its members."""
-    entry = _entry(name)
+    manifest = read_weights_manifest()
+    entry = _entry(name, manifest)
     if "members" in entry:
-        return _load_ensemble(name, entry)
+        return _load_ensemble(name, entry, manifest)
     return _load_single(entry)
 
 
-def _load_ensemble(name: str, entry: dict[str, Any]):  # -> EnsembleNet
+def _load_ensemble(name: str, entry: dict[str, Any], manifest: dict[str, Any]):  # -> EnsembleNet
     from models.nets.ensemble import EnsembleNet
 
     members = []
     for member in entry["members"]:
-        if _entry(member["name"]).get("sha256") != member["sha256"]:
+        trained = _entry(member["name"], manifest)
+        if trained.get("sha256") != member["sha256"]:
             raise ValueError(f"ensemble {name!r}: member {member['name']!r} is not the weights it was made with")
-        members.append(_load_single(_entry(member["name"])))
+        members.append(_load_single(trained))
     return EnsembleNet(members, [float(m["weight"]) for m in entry["members"]]).eval()
 
 
