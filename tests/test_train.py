@@ -141,6 +141,18 @@ def test_one_step_lowers_the_contrastive_loss_on_its_batch() -> None:
     assert torch.equal(model.backbone._conv_stem.weight, frozen_before)
 
 
+def test_the_margin_only_relaxes_once_the_true_pair_leads_by_it() -> None:
+    # Two pairs on the unit circle: each photo is 0.9 cosine from its own shop image, 0.5 from the other.
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    b = torch.nn.functional.normalize(torch.tensor([[0.9, 0.5], [0.5, 0.9]]), dim=1)
+    plain = info_nce(a, b, 0.05)
+    assert torch.equal(info_nce(a, b, 0.05, margin=0.0), plain)  # no margin: the v3 loss exactly
+    lead = float(a[0] @ b[0] - a[0] @ b[1])  # how far the true pair leads (about 0.39)
+    assert plain < info_nce(a, b, 0.05, margin=0.1) < info_nce(a, b, 0.05, margin=lead)
+    # At a margin equal to the lead, the true pair ties the wrong one: the loss is log 2 in both directions.
+    assert float(info_nce(a, b, 0.05, margin=lead)) == pytest.approx(np.log(2), abs=1e-4)
+
+
 def test_trained_weights_round_trip_and_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import onnxruntime as ort
 

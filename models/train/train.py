@@ -53,6 +53,7 @@ class TrainConfig:
     val_share: tuple[tuple[str, float], ...] = ()  # (stream, share): hold out a seeded share of its clips
     rotate_degrees: float = 0.0  # photos turned by up to ± this (0: the v1 recipe)
     hard_group: int = 0  # batches of groups of this many look-alike products (0: random batches, the v2 recipe)
+    margin: float = 0.0  # additive cosine margin on the true pair (CosFace-style; 0: plain InfoNCE, the v3 recipe)
 
 
 class ImageCache:
@@ -156,8 +157,18 @@ def shop_neighbours(model: nn.Module, pairs: list[Pair], cache: ImageCache, size
     return {label: [labels[j] for j in row] for label, row in zip(labels, nearest)}
 
 
-def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
-    logits = a @ b.t() / temperature
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float, margin: float = 0.0) -> torch.Tensor:
+    """Symmetric InfoNCE over a batch of (shop, photo) pairs, row i of `a` matching row i of `b`.
+
+    With `margin` > 0 the true pair's cosine is lowered by `margin` before the softmax (an additive
+    margin, as in CosFace): the loss only relaxes once the true pair beats every other pair in the batch
+    by that much, which is what a fixed abstain threshold needs (right matches scoring clearly above the
+    best wrong one).
+    """
+    cosines = a @ b.t()
+    if margin:
+        cosines = cosines - margin * torch.eye(len(a), dtype=cosines.dtype)
+    logits = cosines / temperature
     target = torch.arange(len(a))
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
 
@@ -288,7 +299,7 @@ def train(config: TrainConfig, work_dir: Path) -> dict:
                      rotate_degrees=config.rotate_degrees)
                 for p in group
             ]
-            loss = info_nce(model(to_tensor(shops)), model(to_tensor(photos)), config.temperature)
+            loss = info_nce(model(to_tensor(shops)), model(to_tensor(photos)), config.temperature, config.margin)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -329,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="turn half of the photo views by up to ± this many degrees")
     parser.add_argument("--hard-group", type=int, default=0, metavar="N",
                         help="build batches from groups of N look-alike products, mined each epoch (0: random)")
+    parser.add_argument("--margin", type=float, default=0.0, metavar="M",
+                        help="additive cosine margin on the true pair in the loss (0: plain InfoNCE)")
     parser.add_argument("--freeze-blocks", type=int, default=TrainConfig.freeze_blocks,
                         help="EfficientNet blocks kept frozen (of 16)")
     args = parser.parse_args(argv)
@@ -340,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed, init=args.init,
         repeat=tuple(_pair_arg(a, int) for a in args.repeat), val_share=tuple(_pair_arg(a, float) for a in args.val_share),
         rotate_degrees=args.rotate, freeze_blocks=args.freeze_blocks, hard_group=args.hard_group,
+        margin=args.margin,
     )
     started = time.perf_counter()
     result = train(config, args.work_dir)
