@@ -38,7 +38,7 @@ ifeq ($(strip $(WATCHBUY_MODEL_MIRROR)),)
 unexport WATCHBUY_MODEL_MIRROR
 endif
 
-.PHONY: help setup models build-index serve demo eval train test clean bench loadtest engines gpu-check compose-check
+.PHONY: help setup models build-index serve demo eval train test lint clean bench loadtest engines gpu-check compose-check
 
 help: ## list the targets
 	@echo "usage: make <target> [STREAM=$(STREAM)] [CATALOGUE=dir] [PYTEST_ARGS='-q']"
@@ -79,6 +79,9 @@ train: setup ## fine-tune the embedder on the *-train sets (the watchbuy-lite0-v
 
 test: models ## run the test suite (PYTEST_ARGS, default -q)
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff over the whole project (the rules of the pinned ruff, settings in pyproject.toml)
+	$(VENV)/bin/ruff check .
 
 bench: models ## benchmarks (pipeline, HTTP, FAISS, index build) → var/bench/<name>/report.{json,md} + plot.png
 	$(VENV_PY) -m benchmarks $(BENCH) $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS)) \

@@ -291,5 +291,5 @@ def _wab_annotations(path: Path) -> list[dict[str, Any]]:
         raise ValueError("annotations must be a list of objects")
     for annotation in annotations:
         if not isinstance(annotation.get("instance_id", 0), int):
-            raise ValueError(f"non-integer instance_id {annotation.get('instance_id')!r}")
+            raise ValueError(f"non-integer instance_id {annotation.get('instance_id')!r}")  # noqa: TRY004 (bad data)
     return annotations

@@ -164,7 +164,7 @@ def _jsonl_clips(root: Path, issues: list[str]) -> Iterator[Clip]:
 
 def _jsonl_clip(record: Any, root: Path) -> Clip:
     if not isinstance(record, dict):
-        raise ValueError("line is not a JSON object")
+        raise ValueError("line is not a JSON object")  # noqa: TRY004 (bad data)
     clip_id, product_id, asr_text = record["clip_id"], record.get("product_id"), record.get("asr_text")
     if not isinstance(clip_id, str) or not clip_id:
         raise ValueError("missing clip_id")

@@ -18,7 +18,7 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +105,7 @@ def is_version(name: object) -> bool:
 
 
 def new_version_name() -> str:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%S}.{now.microsecond:06d}Z-{secrets.token_hex(3)}"
 
 
@@ -201,7 +201,7 @@ class IndexStore:
             _write_json(tmp_dir / METADATA_FILE, metadata)
             manifest = {
                 "stream_id": stream_id, "version": version,
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
                 "n_vectors": int(index.ntotal), "n_products": len(titles), "dim": int(index.d),
                 "index_type": type(index).__name__,
                 "files": {name: _file_digest(tmp_dir / name) for name in _published_files(text)},

@@ -6,7 +6,7 @@ L2-normalised [N, D] vectors (the normalisation is inside the graph).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

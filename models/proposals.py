@@ -12,8 +12,8 @@ about 26–85 % of the person box height).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from models.types import Box, Detection, clip_box
 

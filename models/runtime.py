@@ -12,9 +12,9 @@ the choice carries a human-readable reason that the loader logs and `/models` re
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import onnxruntime as ort
 

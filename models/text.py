@@ -7,8 +7,8 @@ Rows are L2-normalised 512-d float32, so a dot product is a cosine similarity.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib.metadata import version
-from typing import Sequence
 
 import numpy as np
 

@@ -121,7 +121,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"image has too many pixels; at most {max_pixels} are accepted ({exc})") from None
-    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError... for bad data
+    except Exception as exc:  # noqa: BLE001 -- Pillow raises OSError, SyntaxError, ValueError, EOFError... for bad data
         raise InvalidImage(f"corrupt {image_format} image: {exc}") from None
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise InvalidImage("image did not decode to RGB")

@@ -44,10 +44,10 @@ class PipelineConfig:
     max_image_pixels: int
     neighbours_per_box: int = 20
     matches_per_box: int = 3
-    abstain: AbstainThresholds = AbstainThresholds(0.5)
+    abstain: AbstainThresholds = field(default_factory=lambda: AbstainThresholds(0.5))
     text_weight: float = 0.0
     proposal_weights: Mapping[str, float] = field(default_factory=dict)
-    proposals: ProposalConfig = ProposalConfig()
+    proposals: ProposalConfig = field(default_factory=ProposalConfig)
 
 
 @dataclass(frozen=True, slots=True)

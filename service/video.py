@@ -77,7 +77,7 @@ def sample_video(data: bytes, limits: VideoLimits) -> SampledVideo:
             return _decode(container, stream, duration, fps, limits)
     except ApiError:
         raise
-    except Exception as exc:  # PyAV raises FFmpegError subclasses, ValueError, OSError... for broken data
+    except Exception as exc:  # noqa: BLE001 -- PyAV raises FFmpegError subclasses, ValueError, OSError... for broken data
         raise InvalidVideo(
             f"corrupt {container_name} video: {getattr(exc, 'strerror', None) or exc}"
         ) from None

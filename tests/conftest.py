@@ -24,8 +24,8 @@ def shared_dir() -> Path:
 
 # --- real models and a real slice of viton-dev-00 ----------------------------------------------------
 
-import json  # noqa: E402
-import shutil  # noqa: E402
+import json
+import shutil
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 MODEL_DIR = PROJECT_DIR / "var" / "models"
@@ -120,9 +120,9 @@ def expected_embedder() -> tuple[str, int]:
 
 # --- a real redis-server ------------------------------------------------------------------------------
 
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import Iterator
 
-from redis_server import RedisServer  # noqa: E402
+from redis_server import RedisServer
 
 
 @pytest.fixture

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import PROJECT_DIR, SLICE_STREAM, _missing
+from live_server import LiveServer
+from video_clips import encode_clip, read_still
+
 from indexer.build import build_stream
 from indexer.catalogue import read_catalogue
 from indexer.store import IndexStore
-from live_server import LiveServer
-from video_clips import encode_clip, read_still
 
 pytestmark = pytest.mark.integration
 

@@ -225,7 +225,7 @@ def run_cli(*args: str, index_root: Path, model_dir: Path) -> subprocess.Complet
     }
     return subprocess.run(
         [sys.executable, "-m", "indexer", *args],
-        cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=300,
+        cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=300, check=False,
     )
 
 

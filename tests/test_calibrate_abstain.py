@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import PROJECT_DIR
 
 sys.path.insert(0, str(PROJECT_DIR / "scripts"))
 
-from calibrate_abstain import calibrate  # noqa: E402
+from calibrate_abstain import calibrate
 
 
 def _sweep(rates: list[tuple[float, float, float]]) -> list[dict]:

@@ -6,15 +6,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SLICE_PRODUCTS, SLICE_STREAM, write_slice
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import SLICE_PRODUCTS, SLICE_STREAM, write_slice
 from indexer.build import build_stream
 from indexer.catalogue import read_catalogue
 from indexer.store import IndexStore

@@ -11,11 +11,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import models.trained as trained  # noqa: E402
-from models.__main__ import main as models_cli  # noqa: E402
-from models.export import export_embedder  # noqa: E402
-from models.nets.ensemble import EnsembleNet  # noqa: E402
-from models.train.train import TrainConfig, build_model  # noqa: E402
+from models import trained
+from models.__main__ import main as models_cli
+from models.export import export_embedder
+from models.nets.ensemble import EnsembleNet
+from models.train.train import TrainConfig, build_model
 
 
 @pytest.fixture

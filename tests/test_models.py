@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from conftest import expected_embedder
 from PIL import Image
 
 from models.artifacts import (
@@ -27,7 +28,6 @@ from models.fetch import fetch_models
 from models.loader import load_configured_models
 from models.runtime import PREFERRED_PROVIDERS, open_session, select_providers
 from watchbuy.settings import Settings
-from conftest import expected_embedder
 
 WEIGHTS = Settings().embedder_weights  # what `make models` exported into var/models
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from conftest import SLICE_PRODUCTS, SLICE_STREAM, expected_embedder, write_slice
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import SLICE_PRODUCTS, SLICE_STREAM, expected_embedder, write_slice
 from indexer.build import build_stream
 from indexer.catalogue import read_catalogue
 from indexer.store import IndexStore
@@ -181,7 +182,7 @@ GOOD = {"frames": [{"image": b64(PNG_4x4)}]}
         ({"stream_id": 7, **GOOD}, 422, "invalid_request"),
         ({"stream_id": SLICE_STREAM, "frames": "abc"}, 422, "invalid_request"),
         ({"stream_id": SLICE_STREAM, "frames": [{"image": 5}]}, 422, "invalid_request"),
-        ({"stream_id": SLICE_STREAM, "frames": [{**GOOD["frames"][0], "frame_index": -1}]}, 422, "invalid_request"),  # noqa: E501
+        ({"stream_id": SLICE_STREAM, "frames": [{**GOOD["frames"][0], "frame_index": -1}]}, 422, "invalid_request"),
         ({"frames": GOOD["frames"]}, 422, "invalid_request"),
         ([1, 2, 3], 422, "invalid_request"),
     ],
@@ -357,9 +358,8 @@ def test_startup_without_models_fails_naming_make_models(tmp_path: Path) -> None
     empty = tmp_path / "models"
     empty.mkdir()
     app = create_app(settings_for(empty, tmp_path / "indexes"))
-    with pytest.raises(ModelArtifactError, match="make models"):
-        with TestClient(app):
-            pass
+    with pytest.raises(ModelArtifactError, match="make models"), TestClient(app):
+        pass
 
 
 @pytest.mark.asyncio

@@ -14,12 +14,18 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import PROJECT_DIR  # noqa: E402
+from conftest import PROJECT_DIR
 
-from models.train.augment import jitter_box, rotate, view  # noqa: E402
-from models.train.pairs import Pair, View, read_pairs  # noqa: E402
-from models.train.train import (  # noqa: E402
-    TrainConfig, batches, build_model, hard_batches, info_nce, split_pairs, to_tensor,
+from models.train.augment import jitter_box, rotate, view
+from models.train.pairs import Pair, View, read_pairs
+from models.train.train import (
+    TrainConfig,
+    batches,
+    build_model,
+    hard_batches,
+    info_nce,
+    split_pairs,
+    to_tensor,
 )
 
 
@@ -156,7 +162,7 @@ def test_the_margin_only_relaxes_once_the_true_pair_leads_by_it() -> None:
 def test_trained_weights_round_trip_and_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import onnxruntime as ort
 
-    import models.trained as trained
+    from models import trained
     from models.export import export_embedder
 
     monkeypatch.setattr(trained, "WEIGHTS_DIR", tmp_path)

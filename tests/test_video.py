@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import SLICE_STREAM
 from fastapi.testclient import TestClient
 from PIL import Image
+from video_clips import encode_clip, flat_stills, read_still
 
-from conftest import SLICE_STREAM
 from service.app import create_app
 from service.errors import ImageTooLarge, InvalidVideo, UnsupportedVideoFormat, VideoTooLong
 from service.video import VideoLimits, sample_interval, sample_video, sniff_container
-from video_clips import encode_clip, flat_stills, read_still
 from watchbuy.settings import Settings
 
 LIMITS = VideoLimits(max_seconds=10.0, sample_fps=2.0, max_frames=32, max_pixels=1_000_000)
