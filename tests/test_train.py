@@ -19,6 +19,7 @@ from conftest import PROJECT_DIR
 from models.train.augment import jitter_box, rotate, view
 from models.train.pairs import Pair, View, read_pairs
 from models.train.train import (
+    PairSigmoid,
     TrainConfig,
     batches,
     build_model,
@@ -157,6 +158,19 @@ def test_the_margin_only_relaxes_once_the_true_pair_leads_by_it() -> None:
     assert plain < info_nce(a, b, 0.05, margin=0.1) < info_nce(a, b, 0.05, margin=lead)
     # At a margin equal to the lead, the true pair ties the wrong one: the loss is log 2 in both directions.
     assert float(info_nce(a, b, 0.05, margin=lead)) == pytest.approx(np.log(2), abs=1e-4)
+
+
+def test_the_pairwise_sigmoid_loss_asks_each_pair_against_one_threshold() -> None:
+    loss = PairSigmoid()  # scale 10, threshold at cosine 0.5 to start
+    n = 4
+    separated = torch.eye(n)  # true pairs at cosine 1, all others at 0: every pair 5 logits on its right side
+    expected = -n * float(torch.nn.functional.logsigmoid(torch.tensor(5.0)))  # n terms per row, averaged over rows
+    assert float(loss(separated, separated)) == pytest.approx(expected, rel=1e-5)
+    # Every cosine exactly at the threshold: each of the n × n questions is a coin toss.
+    at_threshold = torch.full((n, n), 0.5)
+    assert float(loss(torch.eye(n), at_threshold)) == pytest.approx(n * np.log(2), rel=1e-5)
+    # Swapping the true pairs for wrong ones costs more than either.
+    assert float(loss(separated, separated.flip(0))) > float(loss(torch.eye(n), at_threshold)) > expected
 
 
 def test_trained_weights_round_trip_and_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

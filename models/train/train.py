@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import random
 import sys
@@ -54,6 +55,7 @@ class TrainConfig:
     rotate_degrees: float = 0.0  # photos turned by up to ± this (0: the v1 recipe)
     hard_group: int = 0  # batches of groups of this many look-alike products (0: random batches, the v2 recipe)
     margin: float = 0.0  # additive cosine margin on the true pair (CosFace-style; 0: plain InfoNCE, the v3 recipe)
+    sigmoid_weight: float = 0.0  # weight of the pairwise sigmoid loss added to InfoNCE (0: none, the v4 recipe)
 
 
 class ImageCache:
@@ -173,6 +175,26 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float, margin: float
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
 
 
+class PairSigmoid(nn.Module):
+    """The pairwise sigmoid loss of SigLIP: each (shop, photo) pair in the batch is its own yes/no question
+    against one learned threshold on the scaled cosine, so scores become comparable across queries (what a
+    fixed abstain threshold needs); the softmax of InfoNCE only ranks the products within a row.
+
+    The scale starts at 10 and the threshold at cosine 0.5; both are learned (their own learning rate, see
+    `train`) and are not part of the exported model.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.bias = nn.Parameter(torch.tensor(-5.0))
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        logits = (a @ b.t()) * self.log_scale.exp() + self.bias
+        signs = 2 * torch.eye(len(a), dtype=logits.dtype) - 1  # +1 for the true pairs, -1 for all others
+        return -F.logsigmoid(signs * logits).sum() / len(a)
+
+
 @torch.no_grad()
 def embed_views(model: nn.Module, views: list[View], cache: ImageCache, size: int) -> torch.Tensor:
     out = []
@@ -264,13 +286,14 @@ def train(config: TrainConfig, work_dir: Path) -> dict:
     model = build_model(config)
     head_params = list(model.head.parameters())
     body_params = [p for n, p in model.backbone.named_parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(
-        [{"params": body_params, "lr": config.lr_backbone}, {"params": head_params, "lr": config.lr_head}],
-        weight_decay=1e-4,
-    )
+    groups = [{"params": body_params, "lr": config.lr_backbone}, {"params": head_params, "lr": config.lr_head}]
+    pair_loss = PairSigmoid() if config.sigmoid_weight else None
+    if pair_loss is not None:  # a scale and a threshold: a larger step, or they barely move in ~600 steps
+        groups.append({"params": list(pair_loss.parameters()), "lr": 25 * config.lr_head, "weight_decay": 0.0})
+    optimiser = torch.optim.AdamW(groups, weight_decay=1e-4)
     steps_per_epoch = len(batches(train_pairs, config.batch, random.Random(0)))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=[config.lr_backbone, config.lr_head], total_steps=config.epochs * steps_per_epoch
+        optimiser, max_lr=[g["lr"] for g in groups], total_steps=config.epochs * steps_per_epoch
     )
     cache = ImageCache()
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -279,6 +302,8 @@ def train(config: TrainConfig, work_dir: Path) -> dict:
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
+        if pair_loss is not None:
+            pair_loss.load_state_dict(state["pair_loss"])
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, history = state["epoch"], state["history"]
@@ -299,7 +324,10 @@ def train(config: TrainConfig, work_dir: Path) -> dict:
                      rotate_degrees=config.rotate_degrees)
                 for p in group
             ]
-            loss = info_nce(model(to_tensor(shops)), model(to_tensor(photos)), config.temperature, config.margin)
+            shop_vectors, photo_vectors = model(to_tensor(shops)), model(to_tensor(photos))
+            loss = info_nce(shop_vectors, photo_vectors, config.temperature, config.margin)
+            if pair_loss is not None:
+                loss = loss + config.sigmoid_weight * pair_loss(shop_vectors, photo_vectors)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -310,11 +338,13 @@ def train(config: TrainConfig, work_dir: Path) -> dict:
         val = validate(model, val_groups, cache, config.size)
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_r1": val,
                         "seconds": time.perf_counter() - started})
+        if pair_loss is not None:  # the learned threshold, as a cosine
+            history[-1]["sigmoid_threshold"] = float(-pair_loss.bias / pair_loss.log_scale.exp())
         log.info("epoch %d: loss %.3f val R@1 %s", epoch, np.mean(losses), val)
         torch.save(
             {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
              "epoch": epoch, "history": history, "py_rng": py_rng.getstate(), "np_rng": np_rng.bit_generator.state,
-             "torch_rng": torch.get_rng_state()},
+             "torch_rng": torch.get_rng_state(), "pair_loss": pair_loss.state_dict() if pair_loss else None},
             checkpoint.with_suffix(".tmp"),
         )
         checkpoint.with_suffix(".tmp").replace(checkpoint)
@@ -342,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="build batches from groups of N look-alike products, mined each epoch (0: random)")
     parser.add_argument("--margin", type=float, default=0.0, metavar="M",
                         help="additive cosine margin on the true pair in the loss (0: plain InfoNCE)")
+    parser.add_argument("--sigmoid-weight", type=float, default=0.0, metavar="W",
+                        help="add W × the pairwise sigmoid loss (SigLIP) to InfoNCE (0: none)")
     parser.add_argument("--freeze-blocks", type=int, default=TrainConfig.freeze_blocks,
                         help="EfficientNet blocks kept frozen (of 16)")
     args = parser.parse_args(argv)
@@ -353,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed, init=args.init,
         repeat=tuple(_pair_arg(a, int) for a in args.repeat), val_share=tuple(_pair_arg(a, float) for a in args.val_share),
         rotate_degrees=args.rotate, freeze_blocks=args.freeze_blocks, hard_group=args.hard_group,
-        margin=args.margin,
+        margin=args.margin, sigmoid_weight=args.sigmoid_weight,
     )
     started = time.perf_counter()
     result = train(config, args.work_dir)
