@@ -29,9 +29,9 @@ class Settings(BaseSettings):
         None, description="Folder holding third-party model files (the detector) to copy instead of downloading."
     )
     embedder_weights: str = Field(
-        "watchbuy-lite0-e1",
+        "watchbuy-lite0-e2",
         description="Weights `make models` exports: `imagenet`, or an entry of models/weights/manifest.json (trained "
-        "weights, or an ensemble of them such as the default: v3 + 0.5 × v2).",
+        "weights, or an ensemble of them such as the default: v5 + v4).",
     )
     # 1: measured on the 2-core box, two single-threaded calls at once beat one call on 2 spinning threads
     intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads per session (0 = runtime default).")
@@ -72,15 +72,15 @@ class Settings(BaseSettings):
     neighbours_per_box: int = Field(20, ge=1, le=200, description="FAISS neighbours fetched per box.")
     matches_per_box: int = Field(3, ge=1, le=20, description="Box-level matches returned per box.")
     abstain_threshold: float = Field(
-        0.70,
-        description="Abstain when the best product score is below this. Calibrated for watchbuy-lite0-e1 on "
+        0.59,
+        description="Abstain when the best product score is below this. Calibrated for watchbuy-lite0-e2 on "
         "viton-train-11 (held out from training): the highest threshold whose rate of abstaining on normal "
         "clips, plus one standard error, stays at or under 10% (docs/EVALUATION.md).",
     )
     abstain_threshold_overrides: dict[str, float] = Field(
         # grocery catalogues (packshots against shop photos) score differently: calibrated like the default
         # on the grocery-train photos that training held out (scripts/heldout_clips.py)
-        default_factory=lambda: {"grocery-*": 0.71},
+        default_factory=lambda: {"grocery-*": 0.74},
         description="Per-stream abstain thresholds: glob pattern on the stream id → threshold; the first "
         'matching pattern wins, other streams use abstain_threshold. E.g. {"grocery-*": 0.6}.',
     )
