@@ -344,7 +344,7 @@ def train(config: TrainConfig, work_dir: Path) -> dict:
         torch.save(
             {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
              "epoch": epoch, "history": history, "py_rng": py_rng.getstate(), "np_rng": np_rng.bit_generator.state,
-             "torch_rng": torch.get_rng_state(), "pair_loss": pair_loss.state_dict() if pair_loss else None},
+             "torch_rng": torch.get_rng_state(), "pair_loss": pair_loss.state_dict() if pair_loss is not None else None},
             checkpoint.with_suffix(".tmp"),
         )
         checkpoint.with_suffix(".tmp").replace(checkpoint)
