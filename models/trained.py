@@ -81,6 +81,15 @@ def describe(name: str) -> str:
     return f"{WEIGHTS_DIR.name}/{entry['file']} sha256 {entry['sha256']}"
 
 
+def backbone_of(name: str) -> str:
+    """The EfficientNet-Lite variant a single weights entry was trained from ("lite0", "lite1")."""
+    return _backbone(_entry(name))
+
+
+def _backbone(entry: dict[str, Any]) -> str:
+    return entry.get("config", {}).get("backbone", "lite0")  # entries before the option were all Lite0
+
+
 def load_trained(name: str):  # -> EmbeddingNet | EnsembleNet
     """Rebuild the trained net (float32) from its verified fp16 archive, or the ensemble of its members."""
     manifest = read_weights_manifest()
@@ -106,7 +115,7 @@ def _load_single(entry: dict[str, Any]):  # -> EmbeddingNet
     import torch
     from torch import nn
 
-    from models.nets.efficientnet_lite import EfficientNetLite, EmbeddingNet
+    from models.nets.efficientnet_lite import BACKBONES, EfficientNetLite, EmbeddingNet
 
     path = WEIGHTS_DIR / entry["file"]
     if sha256_file(path) != entry["sha256"]:
@@ -114,7 +123,7 @@ def _load_single(entry: dict[str, Any]):  # -> EmbeddingNet
     with np.load(path, allow_pickle=False) as archive:
         state = {k: torch.from_numpy(archive[k].astype(np.float32)) for k in archive.files}
     head = nn.Linear(state["head.weight"].shape[1], state["head.weight"].shape[0])
-    model = EmbeddingNet(EfficientNetLite(), head)
+    model = EmbeddingNet(EfficientNetLite(BACKBONES[_backbone(entry)]), head)
     model.load_state_dict(state, strict=False)  # num_batches_tracked counters are not stored
     missing = [k for k in model.state_dict() if k not in state and not k.endswith("num_batches_tracked")]
     if missing:

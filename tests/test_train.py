@@ -196,3 +196,26 @@ def test_trained_weights_round_trip_and_export(tmp_path: Path, monkeypatch: pyte
     (tmp_path / "toy.npz").write_bytes(b"tampered")
     with pytest.raises(ValueError, match="sha256"):
         trained.load_trained("toy")
+
+
+def test_a_lite1_model_round_trips_with_its_backbone_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from models import trained
+    from models.nets.efficientnet_lite import BACKBONES
+
+    monkeypatch.setattr(trained, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(trained, "WEIGHTS_MANIFEST", tmp_path / "manifest.json")
+    config = TrainConfig(datasets=(), val_streams=(), dim=16, backbone="lite1", freeze_blocks=11)
+    model = build_model(config).eval()
+    assert len(model.backbone._blocks) == sum(s.repeats for s in BACKBONES["lite1"]) == 21
+    trained.save_weights(model, tmp_path / "one.npz", {"config": {"backbone": "lite1"}})
+    trained.save_weights(build_model(TrainConfig((), (), dim=16)), tmp_path / "zero.npz", {"config": {}})
+    assert (trained.backbone_of("one"), trained.backbone_of("zero")) == ("lite1", "lite0")
+    loaded = trained.load_trained("one")
+    assert len(loaded.backbone._blocks) == 21
+    x = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():  # fp16 storage keeps each embedding's direction (the deeper net drifts a bit more)
+        assert (loaded(x) * model(x)).sum(1).min() > 0.999
+    frozen = [p.requires_grad for block in model.backbone._blocks for p in block.parameters()]
+    assert not any(frozen[: len(list(model.backbone._blocks[:11].parameters()))]) and all(
+        frozen[len(list(model.backbone._blocks[:11].parameters())):]
+    )

@@ -39,6 +39,20 @@ LITE0_STAGES: tuple[StageSpec, ...] = (
     StageSpec(1, 3, 1, 6, 192, 320),
 )
 
+# Lite1: depth 1.1 (repeats rounded up), width 1.0; Lite keeps the first and last stage's repeats.
+LITE1_STAGES: tuple[StageSpec, ...] = (
+    StageSpec(1, 3, 1, 1, 32, 16),
+    StageSpec(3, 3, 2, 6, 16, 24),
+    StageSpec(3, 5, 2, 6, 24, 40),
+    StageSpec(4, 3, 2, 6, 40, 80),
+    StageSpec(4, 5, 1, 6, 80, 112),
+    StageSpec(5, 5, 2, 6, 112, 192),
+    StageSpec(1, 3, 1, 6, 192, 320),
+)
+
+# Backbone name -> stages; the names are what training configs and the weights manifest record.
+BACKBONES: dict[str, tuple[StageSpec, ...]] = {"lite0": LITE0_STAGES, "lite1": LITE1_STAGES}
+
 
 class SameConv2d(nn.Conv2d):
     """Conv2d with TensorFlow "SAME" padding for a fixed input size (static pads export cleanly)."""

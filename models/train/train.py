@@ -1,4 +1,4 @@
-"""Fine-tune EfficientNet-Lite0 + a projection head with a symmetric InfoNCE loss on shop ↔ photo pairs.
+"""Fine-tune EfficientNet-Lite (Lite0 or Lite1) + a projection head with a symmetric InfoNCE loss on shop ↔ photo pairs.
 
 `python -m models.train` (what `make train` runs). Seeded, resumable (a checkpoint per epoch under
 --work-dir), validated on held-out *-train streams, and saved as fp16 numpy weights with a manifest.
@@ -26,11 +26,11 @@ from PIL import Image
 from torch import nn
 
 from models.embedder import MEAN, STD, crop, pad_to_square
-from models.export import load_lite0_imagenet
-from models.nets.efficientnet_lite import EmbeddingNet
+from models.export import load_imagenet
+from models.nets.efficientnet_lite import BACKBONES, EmbeddingNet
 from models.train.augment import view
 from models.train.pairs import Pair, View, read_pairs
-from models.trained import WEIGHTS_DIR, is_ensemble, load_trained, save_weights
+from models.trained import WEIGHTS_DIR, backbone_of, is_ensemble, load_trained, save_weights
 from models.types import Box
 
 log = logging.getLogger("train")
@@ -56,6 +56,7 @@ class TrainConfig:
     hard_group: int = 0  # batches of groups of this many look-alike products (0: random batches, the v2 recipe)
     margin: float = 0.0  # additive cosine margin on the true pair (CosFace-style; 0: plain InfoNCE, the v3 recipe)
     sigmoid_weight: float = 0.0  # weight of the pairwise sigmoid loss added to InfoNCE (0: none, the v4 recipe)
+    backbone: str = "lite0"  # ImageNet EfficientNet-Lite variant to start from (models.nets.efficientnet_lite.BACKBONES)
 
 
 class ImageCache:
@@ -81,7 +82,7 @@ def build_model(config: TrainConfig) -> EmbeddingNet:
         model = load_trained(config.init)
         backbone = model.backbone
     else:
-        backbone = load_lite0_imagenet()
+        backbone = load_imagenet(config.backbone)
         model = EmbeddingNet(backbone, nn.Linear(backbone.feature_dim, config.dim))
     for module in [backbone._conv_stem, backbone._bn0, *backbone._blocks[: config.freeze_blocks]]:
         for p in module.parameters():
@@ -374,8 +375,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="additive cosine margin on the true pair in the loss (0: plain InfoNCE)")
     parser.add_argument("--sigmoid-weight", type=float, default=0.0, metavar="W",
                         help="add W × the pairwise sigmoid loss (SigLIP) to InfoNCE (0: none)")
+    parser.add_argument("--backbone", choices=sorted(BACKBONES), default=TrainConfig.backbone,
+                        help="ImageNet EfficientNet-Lite variant to start from (ignored with --init)")
     parser.add_argument("--freeze-blocks", type=int, default=TrainConfig.freeze_blocks,
-                        help="EfficientNet blocks kept frozen (of 16)")
+                        help="EfficientNet blocks kept frozen (of 16 in Lite0, 21 in Lite1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
@@ -386,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         repeat=tuple(_pair_arg(a, int) for a in args.repeat), val_share=tuple(_pair_arg(a, float) for a in args.val_share),
         rotate_degrees=args.rotate, freeze_blocks=args.freeze_blocks, hard_group=args.hard_group,
         margin=args.margin, sigmoid_weight=args.sigmoid_weight,
+        backbone=backbone_of(args.init) if args.init else args.backbone,
     )
     started = time.perf_counter()
     result = train(config, args.work_dir)
@@ -396,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         WEIGHTS_DIR / f"{args.name}.npz",
         {
             "name": args.name,
-            "architecture": f"EfficientNet-Lite0 ({config.init or 'ImageNet'} init) + Linear(1280, {config.dim}), "
+            "architecture": f"EfficientNet-{config.backbone.title()} ({config.init or 'ImageNet'} init) + Linear(1280, {config.dim}), "
             "L2-normalised",
             "data": list(config.datasets),
             "validation": list(config.val_streams),
