@@ -335,7 +335,7 @@ def train(config: TrainConfig, work_dir: Path) -> dict:
             scheduler.step()
             losses.append(loss.item())
             if step % 10 == 0:
-                log.info("epoch %d step %d loss %.3f (%.1f s)", epoch, step, loss, time.perf_counter() - started)
+                log.info("epoch %d step %d loss %.3f (%.1f s)", epoch, step, losses[-1], time.perf_counter() - started)
         val = validate(model, val_groups, cache, config.size)
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_r1": val,
                         "seconds": time.perf_counter() - started})
