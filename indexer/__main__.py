@@ -1,4 +1,4 @@
-"""`python -m indexer build --stream ID [--catalogue DIR] [--factory F] [--strict]`."""
+"""`python -m indexer build --stream ID [--catalogue DIR] [--factory F] [--search-params P] [--strict]`."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def build(args: argparse.Namespace) -> int:
     try:
         catalogue = read_catalogue(_catalogue_dir(args, settings), args.stream, strict=args.strict)
         models = load_configured_models(settings)
-        recipe = IndexRecipe.from_settings(settings, factory=args.factory)
+        recipe = IndexRecipe.from_settings(settings, factory=args.factory, search_params=args.search_params)
         summary, issues = build_stream(catalogue, models, store, recipe, strict=args.strict)
     except (CatalogueError, BuildError, ModelArtifactError, ValueError) as exc:
         console.print(f"[red]build failed:[/red] {exc}")
@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--stream", required=True, help="stream id ([A-Za-z0-9._-]{1,128})")
     cmd.add_argument("--catalogue", help="catalogue folder (default: $WATCHBUY_CATALOGUE_ROOT/<stream>)")
     cmd.add_argument("--factory", help="FAISS index factory string (default: WATCHBUY_INDEX_FACTORY)")
+    cmd.add_argument("--search-params", help="FAISS search parameters saved in the index, e.g. nprobe=16 "
+                     "(default: WATCHBUY_INDEX_SEARCH_PARAMS)")
     cmd.add_argument("--strict", action="store_true", help="fail on the first broken catalogue entry")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

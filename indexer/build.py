@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from models.proposals import ProposalConfig, propose
 from models.types import Box
 from watchbuy.settings import Settings
 
+log = logging.getLogger(__name__)
+
 EMBED_BATCH = 32
 # What a catalogue image without boxes contributes. The catalogue contract reads an empty box list as
 # "the product fills the image (or no box is known)": "whole" embeds the image alone (the default; on
@@ -33,14 +36,22 @@ CATALOGUE_PROPOSALS = ProposalConfig(full_frame_fallback=False)
 
 @dataclass(frozen=True, slots=True)
 class IndexRecipe:
-    """How a stream's index is made (WATCHBUY_INDEX_FACTORY, WATCHBUY_CATALOGUE_UNBOXED_IMAGES)."""
+    """How a stream's index is made (WATCHBUY_INDEX_FACTORY, WATCHBUY_INDEX_SEARCH_PARAMS,
+    WATCHBUY_CATALOGUE_UNBOXED_IMAGES)."""
 
     factory: str = "Flat"
     unboxed: UnboxedImages = "whole"
+    search_params: str = ""  # faiss ParameterSpace string, saved inside the index ("nprobe=16")
 
     @classmethod
-    def from_settings(cls, settings: Settings, factory: str | None = None) -> IndexRecipe:
-        return cls(factory or settings.index_factory, settings.catalogue_unboxed_images)
+    def from_settings(
+        cls, settings: Settings, factory: str | None = None, search_params: str | None = None
+    ) -> IndexRecipe:
+        return cls(
+            factory or settings.index_factory,
+            settings.catalogue_unboxed_images,
+            settings.index_search_params if search_params is None else search_params,
+        )
 
 
 class BuildError(RuntimeError):
@@ -148,15 +159,29 @@ def embed_titles(titles: dict[str, str], models: Models) -> TitleVectors | None:
     return TitleVectors(tuple(titled), vectors, models.text.name)
 
 
-def make_faiss_index(vectors: np.ndarray, factory: str) -> faiss.Index:
-    """An inner-product index from a factory string ("Flat", "IVF256,Flat", "HNSW32", …), trained and filled."""
-    index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+def make_faiss_index(vectors: np.ndarray, factory: str, search_params: str = "") -> faiss.Index:
+    """An inner-product index from a factory string ("Flat", "IVF256,Flat", "HNSW32", …), trained and filled.
+
+    `search_params` ("nprobe=16", "efSearch=64") are set on the index, and faiss saves them with it, so every
+    process that loads the version searches it the same way.
+    """
+    try:
+        index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise BuildError(f"faiss does not know the index factory {factory!r}") from exc
     if not index.is_trained:
         try:
             index.train(vectors)
         except RuntimeError as exc:
             raise BuildError(f"index factory {factory!r} cannot be trained on {len(vectors)} vectors: {exc}") from exc
     index.add(vectors)
+    if search_params:
+        try:
+            faiss.ParameterSpace().set_index_parameters(index, search_params)
+        except RuntimeError as exc:
+            raise BuildError(f"search parameters {search_params!r} do not apply to index factory {factory!r}") from exc
+    elif "IVF" in factory:
+        log.warning("index factory %r without search parameters searches with nprobe=1", factory)
     return index
 
 
@@ -176,7 +201,7 @@ def build_stream(
     embedded = embed_catalogue(catalogue, models, strict=strict, show_progress=show_progress, unboxed=recipe.unboxed)
     if not embedded.entries:
         raise BuildError(f"stream {catalogue.stream_id}: no usable catalogue image in {catalogue.root}")
-    index = make_faiss_index(embedded.vectors, recipe.factory)
+    index = make_faiss_index(embedded.vectors, recipe.factory, recipe.search_params)
     text = embed_titles(embedded.titles, models)
     model_hashes = {m.record.role: m.record.sha256 for m in models.loaded}
     version = store.publish(
@@ -186,6 +211,7 @@ def build_stream(
         embedded.titles,
         extra={
             "factory": recipe.factory,
+            "search_params": recipe.search_params,
             "unboxed_images": recipe.unboxed,
             "models": model_hashes,
             "embedder_preprocess": PREPROCESS,

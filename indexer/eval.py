@@ -215,6 +215,7 @@ def build_report(
             "abstain_threshold": settings.abstain_threshold,
             "abstain_threshold_overrides": dict(settings.abstain_threshold_overrides),
             "index_factory": recipe.factory,
+            "index_search_params": recipe.search_params,
             "unboxed_images": recipe.unboxed,
             "proposal_weights": dict(settings.proposal_weights),
             "neighbours_per_box": settings.neighbours_per_box,

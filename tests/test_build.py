@@ -9,12 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from conftest import PROJECT_DIR, expected_embedder, write_slice
 from PIL import Image
 
-from indexer.build import CATALOGUE_PROPOSALS, BuildError, IndexRecipe, build_stream
+from indexer.build import CATALOGUE_PROPOSALS, BuildError, IndexRecipe, build_stream, make_faiss_index
 from indexer.catalogue import read_catalogue
 from indexer.store import IndexStore
 from models.artifacts import read_manifest
@@ -213,6 +214,24 @@ def test_nothing_usable_is_a_build_error(tmp_path: Path, models) -> None:
     assert store.streams() == []
 
 
+def test_search_parameters_travel_inside_the_published_index(small_slice: Path, models, tmp_path: Path) -> None:
+    store = IndexStore(tmp_path / "indexes")
+    recipe = IndexRecipe(factory="IVF2,Flat", search_params="nprobe=2")
+    build_stream(read_catalogue(small_slice, STREAM), models, store, recipe, show_progress=False)
+    loaded = store.load(STREAM)  # read back from disk, as a service process would
+    assert faiss.extract_index_ivf(loaded.index).nprobe == 2
+    assert (loaded.manifest["factory"], loaded.manifest["search_params"]) == ("IVF2,Flat", "nprobe=2")
+
+
+def test_search_parameters_that_do_not_fit_the_factory_are_a_build_error() -> None:
+    vectors = np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32)
+    with pytest.raises(BuildError, match="do not apply"):
+        make_faiss_index(vectors, "Flat", "nprobe=8")
+    with pytest.raises(BuildError, match="does not know the index factory"):
+        make_faiss_index(vectors, "NoSuchIndex", "")
+    assert make_faiss_index(vectors, "HNSW8", "efSearch=40").hnsw.efSearch == 40
+
+
 # --- CLI -------------------------------------------------------------------------------------------
 
 
@@ -268,3 +287,15 @@ def test_cli_invalid_stream_id_exits_1(small_slice: Path, model_dir: Path, tmp_p
     )
     assert result.returncode == 1
     assert "build failed" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_unknown_factory_exits_1_and_publishes_nothing(small_slice: Path, model_dir: Path, tmp_path: Path) -> None:
+    root = copy_slice(small_slice, tmp_path)
+    result = run_cli(
+        "build", "--stream", "cli-stream", "--catalogue", str(root), "--factory", "NoSuchIndex",
+        index_root=tmp_path / "ix", model_dir=model_dir,
+    )
+    assert result.returncode == 1
+    assert "build failed" in result.stderr and "NoSuchIndex" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert IndexStore(tmp_path / "ix").current_version("cli-stream") is None

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     index_root: Path = Field(Path("var/indexes"), description="Versioned per-stream index store.")
     catalogue_root: Path | None = Field(None, description="Folder of stream catalogues, one sub-folder per stream.")
     index_factory: str = Field("Flat", description="FAISS index factory string (inner product).")
+    index_search_params: str = Field(
+        "",
+        description="FAISS search parameters stored in each built index, e.g. 'nprobe=16' for an IVF factory or "
+        "'efSearch=64' for HNSW. Empty keeps faiss's defaults (IVF: nprobe=1, which misses most neighbours).",
+    )
     catalogue_unboxed_images: Literal["whole", "detect"] = Field(
         "whole",
         description="A catalogue image without boxes: embed the whole image (the product fills it), or also "
