@@ -83,7 +83,8 @@ def fetch_detector(model_dir: Path, mirror: Path | None) -> ModelRecord:
 
 
 def embedder_name(weights: str) -> str:
-    return f"efficientnet-lite0-{weights}"
+    """The embedder's record name; trained weights are named by their manifest entry, which says the backbone."""
+    return f"efficientnet-lite0-{weights}" if weights == IMAGENET else f"embedder-{weights}"
 
 
 def fetch_embedder(model_dir: Path, weights: str = IMAGENET) -> ModelRecord:

@@ -29,9 +29,9 @@ class Settings(BaseSettings):
         None, description="Folder holding third-party model files (the detector) to copy instead of downloading."
     )
     embedder_weights: str = Field(
-        "watchbuy-lite0-e2",
+        "watchbuy-lite-e3",
         description="Weights `make models` exports: `imagenet`, or an entry of models/weights/manifest.json (trained "
-        "weights, or an ensemble of them such as the default: v5 + v4).",
+        "weights, or an ensemble of them such as the default: v6 (Lite1) + v4 (Lite0)).",
     )
     # 1: measured on the 2-core box, two single-threaded calls at once beat one call on 2 spinning threads
     intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads per session (0 = runtime default).")
@@ -77,8 +77,8 @@ class Settings(BaseSettings):
     neighbours_per_box: int = Field(20, ge=1, le=200, description="FAISS neighbours fetched per box.")
     matches_per_box: int = Field(3, ge=1, le=20, description="Box-level matches returned per box.")
     abstain_threshold: float = Field(
-        0.59,
-        description="Abstain when the best product score is below this. Calibrated for watchbuy-lite0-e2 on "
+        0.58,
+        description="Abstain when the best product score is below this. Calibrated for watchbuy-lite-e3 on "
         "viton-train-11 (held out from training): the highest threshold whose rate of abstaining on normal "
         "clips, plus one standard error, stays at or under 10% (docs/EVALUATION.md).",
     )
