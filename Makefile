@@ -72,10 +72,11 @@ eval: models ## evaluate DATASET (STREAMS, CLIPS per stream, MODE=inprocess|http
 	$(VENV_PY) -m indexer.eval $(DATASET) $(if $(STREAMS),--streams $(STREAMS)) $(if $(CLIPS),--clips $(CLIPS)) \
 		--mode $(MODE) $(if $(filter http,$(MODE)),--url "$(URL)") $(if $(OUT),--out $(OUT))
 
-train: setup ## fine-tune the embedder on the *-train sets (the watchbuy-lite0-v5 recipe; resumable in var/train-v5), save models/weights/, re-export
+train: setup ## fine-tune the embedder on the *-train sets (the watchbuy-lite1-v6 recipe; resumable in var/train-v6), save models/weights/, re-export
 	$(VENV_PY) -m models.train --epochs $(EPOCHS) --seed $(SEED) --repeat grocery-train=2 \
 		--val-share grocery-train-00=0.15 --rotate 25 --hard-group 8 \
-		--margin 0.15 --sigmoid-weight 1 --name watchbuy-lite0-v5 --work-dir var/train-v5
+		--margin 0.15 --sigmoid-weight 1 --backbone lite1 --freeze-blocks 11 \
+		--name watchbuy-lite1-v6 --work-dir var/train-v6
 	$(VENV_PY) -m models fetch
 
 test: models ## run the test suite (PYTEST_ARGS, default -q)
