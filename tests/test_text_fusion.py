@@ -128,5 +128,14 @@ def test_speech_naming_a_product_lifts_it(models, grocery) -> None:
 
     target = next((pid for pid in reversed(visual_order) if recognised(pid)), None)
     assert target is not None and visual_order.index(target) >= 5, "no weak visual candidate known by its name"
-    fused = identify(models, index, stream_dir, clip, said(target), weight=2.0)
-    assert fused.products[0].product_id == target
+    # It overtakes every product ranked above it exactly when weight × its text lead exceeds its visual
+    # deficit; how large a weight that takes depends on the embedder (a look-alike named almost as well
+    # may sit close behind), so the test finds the crossover and checks both sides of it.
+    lead = text_bonus(index.text, models.text.encode([said(target)])[0], 1.0)
+    visual = {p.product_id: p.score for p in plain.products}
+    ahead = visual_order[: visual_order.index(target)]
+    needed = max((visual[pid] - visual[target]) / (lead[target] - lead[pid]) for pid in ahead)
+    assert needed <= 5.0, "the crossover lies outside the settings' text_weight range"
+    below = identify(models, index, stream_dir, clip, said(target), weight=0.9 * needed)
+    above = identify(models, index, stream_dir, clip, said(target), weight=1.1 * needed)
+    assert below.products[0].product_id != target and above.products[0].product_id == target
