@@ -8,7 +8,7 @@ stem/head are not scaled with width.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -39,16 +39,18 @@ LITE0_STAGES: tuple[StageSpec, ...] = (
     StageSpec(1, 3, 1, 6, 192, 320),
 )
 
-# Lite1: depth 1.1 (repeats rounded up), width 1.0; Lite keeps the first and last stage's repeats.
-LITE1_STAGES: tuple[StageSpec, ...] = (
-    StageSpec(1, 3, 1, 1, 32, 16),
-    StageSpec(3, 3, 2, 6, 16, 24),
-    StageSpec(3, 5, 2, 6, 24, 40),
-    StageSpec(4, 3, 2, 6, 40, 80),
-    StageSpec(4, 5, 1, 6, 80, 112),
-    StageSpec(5, 5, 2, 6, 112, 192),
-    StageSpec(1, 3, 1, 6, 192, 320),
-)
+
+def deeper(stages: tuple[StageSpec, ...], depth: float) -> tuple[StageSpec, ...]:
+    """EfficientNet depth scaling the Lite way: repeats × depth rounded up, the first and last stage kept."""
+    last = len(stages) - 1
+    return tuple(
+        spec if i in (0, last) else replace(spec, repeats=math.ceil(spec.repeats * depth))
+        for i, spec in enumerate(stages)
+    )
+
+
+# Lite1: depth 1.1, width 1.0 (21 blocks).
+LITE1_STAGES = deeper(LITE0_STAGES, 1.1)
 
 # Backbone name -> stages; the names are what training configs and the weights manifest record.
 BACKBONES: dict[str, tuple[StageSpec, ...]] = {"lite0": LITE0_STAGES, "lite1": LITE1_STAGES}
