@@ -394,14 +394,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     result = train(config, args.work_dir)
     history = result["history"]
+    head = result["model"].head  # with --init it is the init weights' head, whatever --dim says
     (args.work_dir / "history.json").write_text(json.dumps(history, indent=2))
     entry = save_weights(
         result["model"],
         WEIGHTS_DIR / f"{args.name}.npz",
         {
             "name": args.name,
-            "architecture": f"EfficientNet-{config.backbone.title()} ({config.init or 'ImageNet'} init) + Linear(1280, {config.dim}), "
-            "L2-normalised",
+            "architecture": f"EfficientNet-{config.backbone.title()} ({config.init or 'ImageNet'} init) "
+            f"+ Linear({head.in_features}, {head.out_features}), L2-normalised",
             "data": list(config.datasets),
             "validation": list(config.val_streams),
             "command": "python -m models.train " + " ".join(argv if argv is not None else sys.argv[1:]),
