@@ -1,4 +1,8 @@
-"""`python -m indexer build --stream ID [--catalogue DIR] [--factory F] [--search-params P] [--strict]`."""
+"""`python -m indexer build --stream ID [--catalogue DIR] [--factory F] [--search-params P] [--strict]`.
+
+`python -m indexer cohort DATASET --streams A B ... [--size N] [--seed S]`: the embedder's query cohort
+(indexer/cohort.py).
+"""
 
 from __future__ import annotations
 
@@ -66,6 +70,24 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cohort(args: argparse.Namespace) -> int:
+    from indexer.cohort import CohortBuildError, build_cohort
+    from indexer.queries import DatasetError
+    from service.pipeline import Pipeline
+    from service.state import pipeline_config
+
+    settings = get_settings()
+    try:
+        pipeline = Pipeline(load_configured_models(settings), pipeline_config(settings))
+        summary = build_cohort(Path(args.dataset), args.streams, pipeline, settings, args.size, args.seed)
+    except (CohortBuildError, DatasetError, ModelArtifactError, ValueError) as exc:
+        console.print(f"[red]cohort failed:[/red] {exc}")
+        return 1
+    console.print(f"cohort of {summary.weights}: {summary.kept} of {summary.proposals} proposal vectors from "
+                  f"{len(summary.streams)} streams → models/weights/{summary.file}; run `make models` to install it")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m indexer")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,9 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--search-params", help="FAISS search parameters saved in the index, e.g. nprobe=16 "
                      "(default: WATCHBUY_INDEX_SEARCH_PARAMS)")
     cmd.add_argument("--strict", action="store_true", help="fail on the first broken catalogue entry")
+    co = sub.add_parser("cohort", help="embed training streams' clip proposals as the embedder's cohort")
+    co.add_argument("dataset", help="a dataset in the streams layout (e.g. ../shared/data/viton-train)")
+    co.add_argument("--streams", nargs="+", required=True, help="training stream ids (never *-dev*)")
+    co.add_argument("--size", type=int, default=4000, help="vectors kept, sampled with --seed (default 4000)")
+    co.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return build(args)
+    return cohort(args) if args.command == "cohort" else build(args)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Catalogue → embedded boxes → FAISS inner-product index, published to the versioned store."""
+"""Catalogue → embedded boxes → FAISS inner-product index, published to the versioned store.
+
+With a cohort (models/cohort.py) the version also stores each vector's hubness, which the service
+subtracts (× WATCHBUY_HUBNESS_WEIGHT) from the cosines of its search.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from tqdm import tqdm
 
 from indexer.catalogue import Catalogue, CatalogueImage, CatalogueIssue
 from indexer.store import IndexStore, TitleVectors, VectorEntry
+from models.cohort import HUBNESS_NEIGHBOURS
 from models.embedder import PREPROCESS, crop
 from models.loader import Models
 from models.proposals import ProposalConfig, propose
@@ -203,7 +208,10 @@ def build_stream(
         raise BuildError(f"stream {catalogue.stream_id}: no usable catalogue image in {catalogue.root}")
     index = make_faiss_index(embedded.vectors, recipe.factory, recipe.search_params)
     text = embed_titles(embedded.titles, models)
+    hubness = models.cohort.hubness(embedded.vectors, HUBNESS_NEIGHBOURS) if models.cohort else None
     model_hashes = {m.record.role: m.record.sha256 for m in models.loaded}
+    if models.cohort is not None:
+        model_hashes["cohort"] = models.cohort.sha256
     version = store.publish(
         catalogue.stream_id,
         index,
@@ -219,8 +227,10 @@ def build_stream(
             "images": embedded.n_images,
             "skipped": len(embedded.issues),
             "text_encoder": text.encoder if text else None,
+            "hubness_neighbours": HUBNESS_NEIGHBOURS if models.cohort else None,
         },
         text=text,
+        hubness=hubness,
     )
     summary = BuildSummary(
         stream_id=catalogue.stream_id,

@@ -1,9 +1,9 @@
 """Versioned, atomic, checksummed per-stream index store.
 
-Layout: `<root>/<stream_id>/<version>/{index.faiss, metadata.json, manifest.json[, text.npy]}` and
-`<root>/<stream_id>/CURRENT` naming the published version. JSON and plain .npy only, never pickle.
+Layout: `<root>/<stream_id>/<version>/{index.faiss, metadata.json, manifest.json[, text.npy][, hubness.npy]}`
+and `<root>/<stream_id>/CURRENT` naming the published version. JSON and plain .npy only, never pickle.
 `text.npy` (optional) holds the sentence embeddings of the product titles, rows in `metadata.json`'s
-`text.products` order.
+`text.products` order; `hubness.npy` (optional) one float per index row (models/cohort.py).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ STREAM_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
 #: UTC time to the microsecond plus a random suffix: names sort by creation time and never collide.
 VERSION_PATTERN = r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{6}$"
 INDEX_FILE, METADATA_FILE, MANIFEST_FILE, TEXT_FILE = "index.faiss", "metadata.json", "manifest.json", "text.npy"
+HUBNESS_FILE = "hubness.npy"
 CURRENT_FILE, TMP_PREFIX, STALE_TMP_SECONDS = "CURRENT", ".tmp-", 3600.0
 CHECKED_FILES = (INDEX_FILE, METADATA_FILE)
 RESERVED_MANIFEST_KEYS = frozenset(
@@ -60,7 +61,7 @@ class TitleVectors:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class StreamIndex:
-    """One loaded, verified index version; row i of `index` is `entries[i]`."""
+    """One loaded, verified index version; row i of `index` is `entries[i]` (with hubness `hubness[i]`)."""
 
     stream_id: str
     version: str
@@ -69,6 +70,7 @@ class StreamIndex:
     titles: dict[str, str]
     manifest: dict[str, Any]
     text: TitleVectors | None = None
+    hubness: np.ndarray | None = None  # float32 [n_vectors]; None when built without a cohort
 
     @property
     def n_vectors(self) -> int:
@@ -163,8 +165,9 @@ class IndexStore:
             raise IndexCorrupt(f"{version_dir / MANIFEST_FILE}: names another stream or version")
         for name in CHECKED_FILES:
             _verify_file(version_dir / name, manifest["files"].get(name))
-        if TEXT_FILE in manifest["files"]:
-            _verify_file(version_dir / TEXT_FILE, manifest["files"][TEXT_FILE])
+        for name in (TEXT_FILE, HUBNESS_FILE):
+            if name in manifest["files"]:
+                _verify_file(version_dir / name, manifest["files"][name])
         try:
             index = faiss.read_index(str(version_dir / INDEX_FILE))
         except RuntimeError as exc:
@@ -176,15 +179,19 @@ class IndexStore:
         if manifest.get("dim") != index.d:
             raise IndexCorrupt(f"{version_dir}: index dim {index.d} != manifest dim {manifest.get('dim')}")
         text = _read_text_vectors(version_dir, text_info) if TEXT_FILE in manifest["files"] else None
-        return StreamIndex(stream_id, version, index, entries, titles, manifest, text)
+        hubness = _read_hubness(version_dir / HUBNESS_FILE, len(entries)) if HUBNESS_FILE in manifest["files"] else None
+        return StreamIndex(stream_id, version, index, entries, titles, manifest, text, hubness)
 
     def publish(
         self, stream_id: str, index: faiss.Index, entries: Sequence[VectorEntry],
         titles: Mapping[str, str], extra: Mapping[str, Any], text: TitleVectors | None = None,
+        hubness: np.ndarray | None = None,
     ) -> str:
         """Write a new version, switch CURRENT to it atomically, prune old versions; returns the version."""
         stream_dir = self._stream_dir(stream_id)
         _check_publish_inputs(index, entries, titles, extra)
+        if hubness is not None and hubness.shape != (index.ntotal,):
+            raise ValueError(f"hubness of shape {hubness.shape} for an index of {index.ntotal} vectors")
         version = new_version_name()
         tmp_dir, final_dir = stream_dir / f"{TMP_PREFIX}{version}", stream_dir / version
         stream_dir.mkdir(parents=True, exist_ok=True)
@@ -198,13 +205,15 @@ class IndexStore:
             if text is not None:
                 _write_npy(tmp_dir / TEXT_FILE, text.vectors)
                 metadata["text"] = {"products": list(text.product_ids), "encoder": text.encoder}
+            if hubness is not None:
+                _write_npy(tmp_dir / HUBNESS_FILE, hubness)
             _write_json(tmp_dir / METADATA_FILE, metadata)
             manifest = {
                 "stream_id": stream_id, "version": version,
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
                 "n_vectors": int(index.ntotal), "n_products": len(titles), "dim": int(index.d),
                 "index_type": type(index).__name__,
-                "files": {name: _file_digest(tmp_dir / name) for name in _published_files(text)},
+                "files": {name: _file_digest(tmp_dir / name) for name in _published_files(text, hubness)},
                 **extra,
             }
             _write_json(tmp_dir / MANIFEST_FILE, manifest)
@@ -259,8 +268,8 @@ class IndexStore:
                 log.warning("could not remove stale %s: %s", path, exc)
 
 
-def _published_files(text: TitleVectors | None) -> tuple[str, ...]:
-    return CHECKED_FILES + ((TEXT_FILE,) if text is not None else ())
+def _published_files(text: TitleVectors | None, hubness: np.ndarray | None) -> tuple[str, ...]:
+    return CHECKED_FILES + ((TEXT_FILE,) if text is not None else ()) + ((HUBNESS_FILE,) if hubness is not None else ())
 
 
 def _check_publish_inputs(
@@ -301,6 +310,16 @@ def _read_text_vectors(version_dir: Path, info: Any) -> TitleVectors:
     if vectors.ndim != 2 or len(vectors) != len(products):
         raise IndexCorrupt(f"{path}: shape {vectors.shape} does not match {len(products)} titled products")
     return TitleVectors(products, vectors.astype(np.float32, copy=False), str(info.get("encoder", "")))
+
+
+def _read_hubness(path: Path, rows: int) -> np.ndarray:
+    try:
+        hubness = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise IndexCorrupt(f"{path}: unreadable: {exc}") from exc
+    if hubness.shape != (rows,) or not np.all(np.isfinite(hubness)):
+        raise IndexCorrupt(f"{path}: expected {rows} finite values, got shape {hubness.shape}")
+    return hubness.astype(np.float32, copy=False)
 
 
 def _write_json(path: Path, document: Mapping[str, Any]) -> None:

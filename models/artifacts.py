@@ -43,6 +43,8 @@ DETECTOR = ModelSpec(
 DETECTOR_SOURCE_FILENAME = "yolox_nano_416x416.onnx"
 EMBEDDER = ModelSpec("embedder", "embedder.onnx", "images", (None, 3, 224, 224), "embeddings", (None, None))
 SPECS = {spec.role: spec for spec in (DETECTOR, EMBEDDER)}
+#: Not an ONNX model: the embedder's query cohort (models/cohort.py), when its weights have one.
+COHORT_ROLE = "cohort"
 
 DETECTOR_URL = "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/yolox_nano.onnx"
 DETECTOR_MIRROR_SHA256 = "695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14"
@@ -60,6 +62,7 @@ class ModelRecord:
     source: str
     created_at: str
     origin_sha256: str | None = None  # the file this one was converted from (the detector)
+    embedder_sha256: str | None = None  # the embedder file this one belongs to (the cohort)
 
 
 class ModelArtifactError(RuntimeError):

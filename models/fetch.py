@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
 from models.artifacts import (
+    COHORT_ROLE,
     DETECTOR,
     DETECTOR_MIRROR_SHA256,
     DETECTOR_SOURCE_FILENAME,
@@ -23,6 +25,7 @@ from models.artifacts import (
     verify_file,
     write_manifest,
 )
+from models.cohort import COHORT_FILE
 from models.detector_graph import GraphConversionError, check_same_outputs, make_batch_dynamic
 
 log = logging.getLogger(__name__)
@@ -114,5 +117,40 @@ def fetch_models(
     embedder = records.get(EMBEDDER.role)
     if embedder is None or embedder.name != embedder_name(embedder_weights):
         records[EMBEDDER.role] = fetch_embedder(model_dir, embedder_weights)
+    cohort = install_cohort(model_dir, embedder_weights, records[EMBEDDER.role], records.get(COHORT_ROLE))
+    if cohort is None:
+        records.pop(COHORT_ROLE, None)
+    else:
+        records[COHORT_ROLE] = cohort
     write_manifest(model_dir, records)
     return records
+
+
+def install_cohort(
+    model_dir: Path, weights: str, embedder: ModelRecord, current: ModelRecord | None
+) -> ModelRecord | None:
+    """Put the weights' cohort (models/weights/) next to their exported embedder, pinned to its sha256.
+
+    None, with any earlier cohort file removed, when the weights have no cohort.
+    """
+    from models.trained import cohort_of
+
+    found = None if weights == IMAGENET else cohort_of(weights)
+    target = model_dir / COHORT_FILE
+    if found is None:
+        target.unlink(missing_ok=True)
+        return None
+    path, info = found
+    if current and current.sha256 == info["sha256"] and current.embedder_sha256 == embedder.sha256:
+        return current
+    copy_atomic(path, target)
+    return ModelRecord(
+        role=COHORT_ROLE,
+        name=f"cohort-{weights}",
+        file=COHORT_FILE,
+        sha256=sha256_file(target),
+        bytes=target.stat().st_size,
+        source=f"weights/{info['file']} ({info['vectors']} crops of {', '.join(info['streams'])})",
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        embedder_sha256=embedder.sha256,
+    )

@@ -1,4 +1,4 @@
-"""Open the verified model files as ready-to-use Detector and Embedder objects."""
+"""Open the verified model files as ready-to-use Detector and Embedder objects (and the embedder's cohort)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.artifacts import (
+    COHORT_ROLE,
     DETECTOR,
     EMBEDDER,
     FIX_COMMAND,
@@ -18,6 +19,7 @@ from models.artifacts import (
     read_manifest,
     verify_file,
 )
+from models.cohort import Cohort, CohortError, read_cohort
 from models.detector import Detector, DetectorConfig
 from models.embedder import Embedder
 from models.runtime import BackendChoice, BackendUnavailable, Session, choose_backend, open_session
@@ -40,6 +42,7 @@ class Models:
     embedder: Embedder
     loaded: tuple[LoadedModel, ...]
     text: TextEncoder | None = None  # titles and ASR text (not an ONNX file: the weights ship with the package)
+    cohort: Cohort | None = None  # the embedder's query cohort, when its weights have one
 
     def sha256(self, role: str) -> str:
         return next(m.record.sha256 for m in self.loaded if m.record.role == role)
@@ -99,12 +102,31 @@ def load_models(
         raise ModelArtifactError(str(exc)) from exc
     det = open_verified(model_dir, DETECTOR, records, intra_op_threads, providers, choice)
     emb = open_verified(model_dir, EMBEDDER, records, intra_op_threads, providers, choice)
+    embedder = Embedder(emb.session)
     return Models(
         detector=Detector(det.session, detector_config),
-        embedder=Embedder(emb.session),
+        embedder=embedder,
         loaded=(det, emb),
         text=TextEncoder(),
+        cohort=open_cohort(model_dir, records, emb.record, embedder.dim),
     )
+
+
+def open_cohort(model_dir: Path, records: dict[str, ModelRecord], embedder: ModelRecord, dim: int) -> Cohort | None:
+    """The verified cohort of this embedder file; None when the manifest lists none."""
+    record = records.get(COHORT_ROLE)
+    if record is None:
+        return None
+    if record.embedder_sha256 != embedder.sha256:
+        raise ModelArtifactError(f"the cohort in {model_dir} belongs to another embedder file; run `{FIX_COMMAND}`")
+    path = verify_file(model_dir, record)
+    try:
+        cohort = read_cohort(path, record.sha256)
+    except CohortError as exc:
+        raise ModelArtifactError(f"{exc}; run `{FIX_COMMAND}`") from exc
+    if cohort.dim != dim:
+        raise ModelArtifactError(f"cohort {path} is {cohort.dim}-d, the embedder {dim}-d; run `{FIX_COMMAND}`")
+    return cohort
 
 
 def load_configured_models(settings: Settings) -> Models:

@@ -3,6 +3,8 @@ manifest (training data, command, seed, metrics, sha256). No pickle: `np.load(al
 
 A manifest entry may also name an ensemble instead of a file: `"members": [{"name", "weight", "sha256"}]`,
 trained entries pinned by their sha256, exported together as one embedder (models/nets/ensemble.py).
+An entry may carry a `"cohort"`: the file of livestream crops embedded with those weights (models/cohort.py),
+pinned to them by `embedder_source` (what `describe` said when it was made).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from models.artifacts import sha256_file
+from models.cohort import write_cohort
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_MANIFEST = WEIGHTS_DIR / "manifest.json"
@@ -79,6 +82,34 @@ def describe(name: str) -> str:
     if "members" in entry:
         return "ensemble:" + "+".join(f"{m['weight']:g}×{m['name']} sha256 {m['sha256']}" for m in entry["members"])
     return f"{WEIGHTS_DIR.name}/{entry['file']} sha256 {entry['sha256']}"
+
+
+def save_cohort(name: str, vectors: np.ndarray, info: dict[str, Any]) -> dict[str, Any]:
+    """Write `name`'s cohort to models/weights/cohort-<name>.npz and record it under `name`'s entry."""
+    description = describe(name)
+    path = WEIGHTS_DIR / f"cohort-{name}.npz"
+    write_cohort(path, vectors)
+    manifest = read_weights_manifest()
+    cohort = {
+        **info, "file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path),
+        "vectors": len(vectors), "dim": int(vectors.shape[1]), "embedder_source": description,
+    }
+    manifest[name]["cohort"] = cohort
+    _write_manifest(manifest)
+    return cohort
+
+
+def cohort_of(name: str) -> tuple[Path, dict[str, Any]] | None:
+    """`name`'s verified cohort file and its record; None when it has none (or is "imagenet")."""
+    cohort = read_weights_manifest().get(name, {}).get("cohort")
+    if cohort is None:
+        return None
+    if cohort.get("embedder_source") != describe(name):
+        raise ValueError(f"the cohort of {name!r} was made with other weights; run `python -m indexer cohort` again")
+    path = WEIGHTS_DIR / cohort["file"]
+    if not path.is_file() or sha256_file(path) != cohort["sha256"]:
+        raise ValueError(f"{path} is missing or does not match the sha256 in {WEIGHTS_MANIFEST}")
+    return path, cohort
 
 
 def backbone_of(name: str) -> str:

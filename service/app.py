@@ -40,7 +40,7 @@ def _missing_stream(stream_id: str) -> StreamNotFoundError:
 
 
 def embedder_mismatch(index: StreamIndex, models: Models) -> str | None:
-    """Why this index's vectors cannot be compared with the loaded embedder's, or None."""
+    """Why this index's vectors cannot be compared with the loaded embedder's (and scored with its cohort), or None."""
     if index.index.d != models.embedder.dim:
         return f"has {index.index.d}-d vectors, the embedder makes {models.embedder.dim}-d ones"
     built_with = index.manifest.get("models", {}).get("embedder")
@@ -48,6 +48,9 @@ def embedder_mismatch(index: StreamIndex, models: Models) -> str | None:
         return "was built with another embedder"
     if index.manifest.get("embedder_preprocess") != PREPROCESS:
         return "was built with another crop preprocessing"
+    cohort = models.cohort.sha256 if models.cohort is not None else None
+    if cohort is not None and (index.hubness is None or index.manifest.get("models", {}).get("cohort") != cohort):
+        return "was built without the embedder's cohort (its hubness scores are missing or stale)"
     return None
 
 

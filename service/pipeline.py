@@ -1,4 +1,4 @@
-"""The /identify flow: decode → detect → propose → embed → search → aggregate.
+"""The /identify flow: decode → detect → propose → embed → search (service/search.py) → aggregate.
 
 `identify` runs it synchronously in one worker thread, calling the models directly (the evaluator, and
 the service with WATCHBUY_BATCHING=false). `identify_batched` runs the same steps for concurrent
@@ -35,6 +35,7 @@ from service.aggregate import (
 from service.batching import ModelBatchers
 from service.decode import DecodedFrame, decode_image
 from service.request_parsing import EncodedFrame
+from service.search import search
 
 STAGES = ("decode", "detect", "embed", "search", "aggregate")
 
@@ -46,6 +47,7 @@ class PipelineConfig:
     matches_per_box: int = 3
     abstain: AbstainThresholds = field(default_factory=lambda: AbstainThresholds(0.5))
     text_weight: float = 0.0
+    hubness_weight: float = 0.0
     proposal_weights: Mapping[str, float] = field(default_factory=dict)
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
 
@@ -118,11 +120,19 @@ class Pipeline:
     ) -> Identification:
         """The flow after decoding, for frames decoded elsewhere (video); `timer` carries the decode."""
         timer = timer or StageTimer()
+        proposals, vectors = self.embed_proposals(decoded, timer)
+        return self.search_and_aggregate(decoded, proposals, vectors, index, top_k, asr_text, timer)
+
+    def embed_proposals(
+        self, decoded: Sequence[DecodedFrame], timer: StageTimer | None = None
+    ) -> tuple[list[list[Detection]], np.ndarray]:
+        """Detect and propose boxes in each frame, and embed them: one row of vectors per proposal, in order."""
+        timer = timer or StageTimer()
         with timer.stage("detect"):
             proposals = self._proposals(decoded, self.models.detector.detect_many([f.image for f in decoded]))
         with timer.stage("embed"):
             vectors = self.models.embedder.embed(self._crops(decoded, proposals))
-        return self.search_and_aggregate(decoded, proposals, vectors, index, top_k, asr_text, timer)
+        return proposals, vectors
 
     async def identify_batched(
         self,
@@ -184,8 +194,7 @@ class Pipeline:
         with timer.stage("embed"):
             bonus = self._text_bonus(index, asr_text)
         with timer.stage("search"):
-            k = min(self.config.neighbours_per_box, index.index.ntotal)
-            sims, rows = index.index.search(vectors, k)
+            sims, rows = search(index, vectors, self.config.neighbours_per_box, self.config.hubness_weight)
         with timer.stage("aggregate"):
             evidence, per_frame = self._evidence(decoded, proposals, index, rows, sims)
             products = rank_products(index, per_frame, top_k, bonus)

@@ -65,21 +65,7 @@ def start_service(settings: Settings, metrics: Metrics) -> ServiceState:
         record = loaded.record
         metrics.set_model(record.role, record.name, loaded.session.provider, record.sha256)
         log.info("%s %s on %s", record.role, record.name, list(loaded.session.providers))
-    pipeline = Pipeline(
-        models,
-        PipelineConfig(
-            max_image_pixels=settings.max_image_pixels,
-            neighbours_per_box=settings.neighbours_per_box,
-            matches_per_box=settings.matches_per_box,
-            abstain=abstain_thresholds(settings),
-            text_weight=settings.text_weight,
-            proposal_weights=settings.proposal_weights,
-            proposals=ProposalConfig(
-                always_full_frame=settings.propose_full_frame,
-                center_crops=tuple(settings.propose_center_crops),
-            ),
-        ),
-    )
+    pipeline = Pipeline(models, pipeline_config(settings))
 
     def refresh_stream_gauges() -> None:
         metrics.set_loaded_streams({i.stream_id: i.n_vectors for i in indexes.loaded()})
@@ -97,6 +83,22 @@ def start_service(settings: Settings, metrics: Metrics) -> ServiceState:
         indexes=indexes,
         metrics=metrics,
         limiter=anyio.CapacityLimiter(settings.inference_threads),
+    )
+
+
+def pipeline_config(settings: Settings) -> PipelineConfig:
+    """The /identify pipeline's configuration from the settings (the service, the evaluator, the cohort)."""
+    return PipelineConfig(
+        max_image_pixels=settings.max_image_pixels,
+        neighbours_per_box=settings.neighbours_per_box,
+        matches_per_box=settings.matches_per_box,
+        abstain=abstain_thresholds(settings),
+        text_weight=settings.text_weight,
+        hubness_weight=settings.hubness_weight,
+        proposal_weights=settings.proposal_weights,
+        proposals=ProposalConfig(
+            always_full_frame=settings.propose_full_frame, center_crops=tuple(settings.propose_center_crops)
+        ),
     )
 
 

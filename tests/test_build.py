@@ -78,6 +78,14 @@ def test_build_publishes_one_vector_per_annotated_box(
     sims, rows = index.index.search(vector, 1)
     assert rows[0, 0] == 7 and sims[0, 0] == pytest.approx(1.0, abs=1e-4)
 
+    # With a cohort (the shipped embedder has one) each row's hubness is stored, computed from its vector.
+    assert ("cohort" in records) == (models.cohort is not None)
+    if models.cohort is None:
+        assert index.hubness is None and index.manifest["hubness_neighbours"] is None
+    else:
+        assert index.hubness.shape == (index.n_vectors,) and index.manifest["hubness_neighbours"] == 5
+        assert index.hubness[7] == pytest.approx(float(models.cohort.hubness(vector)[0]), abs=1e-3)
+
 
 def _unboxed_catalogue(viton_stream: Path, tmp_path: Path) -> Path:
     """A worn garment (a clip frame: a person is detected) and a flat product shot, both without boxes."""

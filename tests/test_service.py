@@ -406,6 +406,22 @@ def test_index_from_another_embedder_is_refused_not_a_crash(model_dir: Path, tmp
         assert_error(response, 503, "service_unavailable")
 
 
+def test_index_without_the_cohorts_hubness_is_refused(
+    models, model_dir: Path, slice_index_root: Path, tmp_path: Path, frame_bytes: bytes
+) -> None:
+    """An index built before the embedder had its cohort would be scored on another scale: 503, rebuild."""
+    if models.cohort is None:
+        pytest.skip("the configured embedder has no cohort")
+    built = IndexStore(slice_index_root).load(SLICE_STREAM)
+    kept = {key: built.manifest[key] for key in ("models", "embedder_preprocess")}
+    IndexStore(tmp_path).publish(SLICE_STREAM, built.index, built.entries, built.titles, kept)  # no hubness
+    with TestClient(create_app(settings_for(model_dir, tmp_path)), raise_server_exceptions=False) as test_client:
+        response = test_client.post("/identify", json=body([frame_bytes]))
+        assert "cohort" in assert_error(response, 503, "service_unavailable")
+    with TestClient(create_app(settings_for(model_dir, slice_index_root))) as test_client:
+        assert identify(test_client, [frame_bytes])["products"]  # the same index with its hubness is served
+
+
 def test_per_stream_abstain_threshold_overrides_the_default(
     model_dir: Path, slice_index_root: Path, frame_bytes: bytes
 ) -> None:

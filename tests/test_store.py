@@ -189,3 +189,19 @@ def test_unknown_stream(tmp_path: Path) -> None:
     publish(IndexStore(tmp_path / "missing-root"))
     with pytest.raises(StreamNotFound):
         store.load("s1", "20000101T000000.000000Z-abcdef")
+
+
+def test_hubness_round_trip_and_checks(tmp_path: Path) -> None:
+    store = IndexStore(tmp_path)
+    hubness = np.linspace(0.2, 0.7, 6, dtype=np.float32)
+    version = store.publish("s1", random_index(6), entries_for(6), TITLES, {}, hubness=hubness)
+    loaded = store.load("s1")
+    np.testing.assert_array_equal(loaded.hubness, hubness)
+    assert "hubness.npy" in loaded.manifest["files"]
+    assert store.load("s1", publish(store)).hubness is None  # built without a cohort
+
+    with pytest.raises(ValueError, match="hubness of shape"):
+        store.publish("s1", random_index(6), entries_for(6), TITLES, {}, hubness=hubness[:5])
+    np.save(tmp_path / "s1" / version / "hubness.npy", hubness[::-1].copy())
+    with pytest.raises(IndexCorrupt, match="sha256"):
+        store.load("s1", version)

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         description="How far the host's speech (asr_text) moves a product's score: weight × (its title's "
         "cosine to the speech − the catalogue mean). 0 turns text fusion off; no asr_text changes nothing.",
     )
+    hubness_weight: float = Field(
+        0.25, ge=0.0, le=2.0,
+        description="Products are ranked by cosine − this × the catalogue image's hubness (its mean cosine to its "
+        "5 nearest training-stream crops, stored at index build when the embedder has a cohort; models/cohort.py). "
+        "0 = plain cosine. The abstain thresholds are calibrated for 0.25.",
+    )
     proposal_weights: dict[str, float] = Field(
         default_factory=lambda: {"person": 0.9, "lower_body": 0.94},
         description="Similarity multiplier per proposal label when ranking products (others 1.0).",
