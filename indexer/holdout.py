@@ -9,7 +9,7 @@ import faiss
 import numpy as np
 
 from indexer.build import make_faiss_index
-from indexer.store import RESERVED_MANIFEST_KEYS, IndexStore
+from indexer.store import RESERVED_MANIFEST_KEYS, IndexStore, TitleVectors
 
 #: Suffix of the stream id under which the index without the held-out products is published.
 HELD_OUT_SUFFIX = ".without-held-out"
@@ -43,7 +43,8 @@ def publish_without(
     """Publish `stream_id`'s `version` minus every row of the `removed` products as `target_id`.
 
     The rows are removed from the index itself (the search never sees them), rebuilt with the same
-    factory; the manifest keeps the model hashes, so the service accepts it like any built index.
+    factory; the kept rows keep their hubness and the kept products their title vectors, and the
+    manifest keeps the model hashes, so the service accepts it like any built index.
     """
     source = store.load(stream_id, version)
     keep = [i for i, entry in enumerate(source.entries) if entry.product_id not in removed]
@@ -56,4 +57,15 @@ def publish_without(
     titles = {pid: title for pid, title in source.titles.items() if pid not in removed}
     extra = {k: v for k, v in source.manifest.items() if k not in RESERVED_MANIFEST_KEYS}
     extra.update({"derived_from": f"{stream_id}/{version}", "removed_products": sorted(removed)})
-    return store.publish(target_id, index, entries, titles, extra)
+    hubness = source.hubness[keep] if source.hubness is not None else None
+    return store.publish(target_id, index, entries, titles, extra, text=_titles_without(source.text, removed),
+                         hubness=hubness)
+
+
+def _titles_without(text: TitleVectors | None, removed: frozenset[str]) -> TitleVectors | None:
+    if text is None:
+        return None
+    rows = [i for i, pid in enumerate(text.product_ids) if pid not in removed]
+    if not rows:
+        return None
+    return TitleVectors(tuple(text.product_ids[i] for i in rows), text.vectors[rows], text.encoder)

@@ -30,7 +30,7 @@ from indexer.metrics import (
     threshold_sweep,
 )
 from indexer.queries import ClipFrame, GroundTruthBox
-from indexer.store import IndexStore, VectorEntry
+from indexer.store import IndexStore, TitleVectors, VectorEntry
 
 GT = (10.0, 10.0, 110.0, 110.0)
 HIT = (12.0, 12.0, 112.0, 108.0)  # IoU with GT ≈ 0.92
@@ -168,7 +168,10 @@ def test_publish_without_removes_the_products_rows(tmp_path: Path) -> None:
     index = faiss.IndexFlatIP(4)
     index.add(vectors)
     entries = [VectorEntry(pid, f"{pid}-{i}", (0.0, 0.0, 1.0, 1.0)) for i, pid in enumerate("aabc")]
-    version = store.publish("s", index, entries, {"a": "A", "b": "B", "c": "C"}, {"models": {"embedder": "x"}})
+    titles = TitleVectors(("a", "c"), np.eye(2, dtype=np.float32), "enc")
+    hubness = np.array([0.1, 0.2, 0.3, 0.4], np.float32)
+    version = store.publish("s", index, entries, {"a": "A", "b": "B", "c": "C"}, {"models": {"embedder": "x"}},
+                            text=titles, hubness=hubness)
     target = held_out_stream_id("s")
     store_version = publish_without(store, "s", version, frozenset({"a"}), target)
     loaded = store.load(target, store_version)
@@ -177,3 +180,5 @@ def test_publish_without_removes_the_products_rows(tmp_path: Path) -> None:
     _sims, rows = loaded.index.search(vectors[:1], 2)
     assert all(loaded.entries[r].product_id != "a" for r in rows[0])
     np.testing.assert_allclose(loaded.index.reconstruct_n(0, 2), vectors[2:])
+    np.testing.assert_array_equal(loaded.hubness, hubness[2:])  # the kept rows keep their hubness
+    assert loaded.text.product_ids == ("c",) and loaded.text.vectors.tolist() == [[0.0, 1.0]]
