@@ -330,8 +330,8 @@ def test_corrupt_newest_index_is_refused_and_the_previous_keeps_serving(
             extra = {k: v for k, v in loaded.manifest.items() if k not in
                      {"stream_id", "version", "created_at", "n_vectors", "n_products", "dim", "index_type",
                       "files"}}
-            text = {"text": loaded.text} if getattr(loaded, "text", None) is not None else {}
-            fixed = store.publish(SLICE_STREAM, loaded.index, loaded.entries, loaded.titles, extra, **text)
+            fixed = store.publish(SLICE_STREAM, loaded.index, loaded.entries, loaded.titles, extra,
+                                  text=loaded.text, hubness=loaded.hubness)
             wait_for(lambda: http.post("/identify", json=body).json()["index_version"] == fixed,
                      "the server to switch to the repaired version")
     finally:

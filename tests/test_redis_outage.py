@@ -123,7 +123,7 @@ def test_redis_killed_during_load(
         current = store.load(SLICE_STREAM)
         wait_for(lambda: subscribers(redis_server) == 1, "the registry to resubscribe", interval=POLL_S)
         new = store.publish(SLICE_STREAM, current.index, current.entries, current.titles,
-                            {k: current.manifest[k] for k in ("models", "embedder_preprocess")})
+                            {k: current.manifest[k] for k in ("models", "embedder_preprocess")}, hubness=current.hubness)
         announce_version(redis_server.url, CHANNEL, SLICE_STREAM, new)
         wait_for(lambda: http.get(f"/streams/{SLICE_STREAM}").json()["index_version"] == new, "the new version", interval=POLL_S)
     finally:
