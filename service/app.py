@@ -43,13 +43,12 @@ def embedder_mismatch(index: StreamIndex, models: Models) -> str | None:
     """Why this index's vectors cannot be compared with the loaded embedder's (and scored with its cohort), or None."""
     if index.index.d != models.embedder.dim:
         return f"has {index.index.d}-d vectors, the embedder makes {models.embedder.dim}-d ones"
-    built_with = index.manifest.get("models", {}).get("embedder")
-    if built_with != models.sha256("embedder"):
+    built_with = index.manifest.get("models", {})
+    if built_with.get("embedder") != models.sha256("embedder"):
         return "was built with another embedder"
     if index.manifest.get("embedder_preprocess") != PREPROCESS:
         return "was built with another crop preprocessing"
-    cohort = models.cohort.sha256 if models.cohort is not None else None
-    if cohort is not None and (index.hubness is None or index.manifest.get("models", {}).get("cohort") != cohort):
+    if models.cohort is not None and (index.hubness is None or built_with.get("cohort") != models.cohort.sha256):
         return "was built without the embedder's cohort (its hubness scores are missing or stale)"
     return None
 
