@@ -298,14 +298,19 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
         os.fsync(handle.fileno())
 
 
+def _load_npy(path: Path) -> np.ndarray:
+    """A published .npy array (never pickle); IndexCorrupt when it cannot be read."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise IndexCorrupt(f"{path}: unreadable: {exc}") from exc
+
+
 def _read_text_vectors(version_dir: Path, info: Any) -> TitleVectors:
     path = version_dir / TEXT_FILE
     if not isinstance(info, dict) or not isinstance(info.get("products"), list):
         raise IndexCorrupt(f"{version_dir / METADATA_FILE}: text.npy present but no text.products list")
-    try:
-        vectors = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise IndexCorrupt(f"{path}: unreadable: {exc}") from exc
+    vectors = _load_npy(path)
     products = tuple(str(p) for p in info["products"])
     if vectors.ndim != 2 or len(vectors) != len(products):
         raise IndexCorrupt(f"{path}: shape {vectors.shape} does not match {len(products)} titled products")
@@ -313,10 +318,7 @@ def _read_text_vectors(version_dir: Path, info: Any) -> TitleVectors:
 
 
 def _read_hubness(path: Path, rows: int) -> np.ndarray:
-    try:
-        hubness = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise IndexCorrupt(f"{path}: unreadable: {exc}") from exc
+    hubness = _load_npy(path)
     if hubness.shape != (rows,) or not np.all(np.isfinite(hubness)):
         raise IndexCorrupt(f"{path}: expected {rows} finite values, got shape {hubness.shape}")
     return hubness.astype(np.float32, copy=False)
