@@ -43,6 +43,7 @@ class Models:
     loaded: tuple[LoadedModel, ...]
     text: TextEncoder | None = None  # titles and ASR text (not an ONNX file: the weights ship with the package)
     cohort: Cohort | None = None  # the embedder's query cohort, when its weights have one
+    cohort_record: ModelRecord | None = None  # its manifest entry (what /models and the metrics report)
 
     def sha256(self, role: str) -> str:
         return next(m.record.sha256 for m in self.loaded if m.record.role == role)
@@ -103,12 +104,14 @@ def load_models(
     det = open_verified(model_dir, DETECTOR, records, intra_op_threads, providers, choice)
     emb = open_verified(model_dir, EMBEDDER, records, intra_op_threads, providers, choice)
     embedder = Embedder(emb.session)
+    cohort = open_cohort(model_dir, records, emb.record, embedder.dim)
     return Models(
         detector=Detector(det.session, detector_config),
         embedder=embedder,
         loaded=(det, emb),
         text=TextEncoder(),
-        cohort=open_cohort(model_dir, records, emb.record, embedder.dim),
+        cohort=cohort,
+        cohort_record=records[COHORT_ROLE] if cohort is not None else None,
     )
 
 

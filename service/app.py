@@ -21,7 +21,7 @@ from service.limits import BodySizeLimitMiddleware
 from service.metrics import Metrics, MetricsMiddleware
 from service.redis_client import redis_state
 from service.request_parsing import IDENTIFY_OPENAPI, parse_identify
-from service.respond import identify_response, model_info, stream_info
+from service.respond import identify_response, models_response, stream_info
 from service.schemas import ErrorResponse, IdentifyResponse, ModelsResponse, StreamInfo
 from service.sessions import apply_session, candidates
 from service.state import ServiceState, start_batching, start_redis, start_service, stop_batching, stop_redis
@@ -129,7 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/models", response_model=ModelsResponse)
     async def get_models(request: Request) -> ModelsResponse:
-        return ModelsResponse(models=[model_info(m) for m in service(request).models.loaded])
+        return models_response(service(request).models)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from indexer.store import StreamIndex
-from models.loader import LoadedModel
+from models.loader import LoadedModel, Models
 from service.pipeline import Identification
 from service.schemas import (
     BoxMatchOut,
     BoxOut,
+    CohortInfo,
     FrameOut,
     IdentifyResponse,
     ModelInfo,
+    ModelsResponse,
     ProductOut,
     SmoothingOut,
     StreamInfo,
@@ -69,6 +71,20 @@ def stream_info(index: StreamIndex) -> StreamInfo:
         products=index.n_products,
         vectors=index.n_vectors,
         built_at=index.built_at,
+    )
+
+
+def models_response(models: Models) -> ModelsResponse:
+    cohort, record = models.cohort, models.cohort_record
+    return ModelsResponse(
+        models=[model_info(m) for m in models.loaded],
+        cohort=None if cohort is None or record is None else CohortInfo(
+            name=record.name,
+            sha256=record.sha256,
+            vectors=len(cohort.vectors),
+            dim=cohort.dim,
+            embedder_sha256=record.embedder_sha256 or "",
+        ),
     )
 
 

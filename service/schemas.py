@@ -156,8 +156,21 @@ class ModelInfo(BaseModel):
     backend_reason: str = Field("", description="Why this backend and provider were chosen on this machine.")
 
 
+class CohortInfo(BaseModel):
+    name: str
+    sha256: str
+    vectors: int
+    dim: int
+    embedder_sha256: str = Field(description="The embedder file this cohort belongs to.")
+
+
 class ModelsResponse(BaseModel):
     models: list[ModelInfo]
+    cohort: CohortInfo | None = Field(
+        None,
+        description="The embedder's cohort: indexes must store hubness computed from it (else 503 rebuild). "
+        "None when the embedder has no cohort and products are ranked by plain cosine.",
+    )
 
 
 class ErrorBody(BaseModel):

@@ -277,7 +277,7 @@ def test_stream_info(client: TestClient, slice_index_root: Path) -> None:
     assert_error(client.get("/streams/a%20b"), 404)
 
 
-def test_models_route_lists_both_models_on_cpu(client: TestClient, model_dir: Path) -> None:
+def test_models_route_lists_both_models_on_cpu_and_the_cohort(client: TestClient, model_dir: Path) -> None:
     response = client.get("/models")
     assert response.status_code == 200
     models = {m["role"]: m for m in response.json()["models"]}
@@ -287,9 +287,16 @@ def test_models_route_lists_both_models_on_cpu(client: TestClient, model_dir: Pa
         assert model["provider"] == "CPUExecutionProvider"
         assert model["providers"][0] == model["provider"]
         assert model["sha256"] == manifest[role]["sha256"] and model["name"] == manifest[role]["name"]
+    cohort = response.json()["cohort"]
+    if "cohort" not in manifest:  # an embedder without a cohort ranks by plain cosine
+        assert cohort is None
+        return
+    assert (cohort["name"], cohort["sha256"]) == (manifest["cohort"]["name"], manifest["cohort"]["sha256"])
+    assert cohort["embedder_sha256"] == manifest["embedder"]["sha256"]
+    assert cohort["dim"] == expected_embedder()[1] and cohort["vectors"] > 0
 
 
-def test_health_readiness_and_metrics(client: TestClient, frame_bytes: bytes) -> None:
+def test_health_readiness_and_metrics(client: TestClient, frame_bytes: bytes, model_dir: Path) -> None:
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json() == {"status": "ready", "redis": "off"}
@@ -307,6 +314,9 @@ def test_health_readiness_and_metrics(client: TestClient, frame_bytes: bytes) ->
         'watchbuy_requests_total{method="POST",route="/identify",status="200"}',
     ):
         assert name in text, name
+    cohort = json.loads((model_dir / "manifest.json").read_text())["models"].get("cohort")
+    if cohort is not None:
+        assert f'watchbuy_model_info{{name="{cohort["name"]}",provider="none",role="cohort"' in text
     for stage in ("decode", "detect", "embed", "search", "total"):
         assert f'watchbuy_stage_seconds_count{{stage="{stage}"}}' in text
 
