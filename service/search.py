@@ -4,7 +4,8 @@ FAISS returns the `k` rows of highest cosine; when the index stores hubness (mod
 similarity becomes cosine − weight × hubness and the rows are re-ordered by it, so a catalogue image
 that resembles every worn garment no longer wins by default. Only the fetched rows are re-scored: with a
 weight of 0.25 and hubness between 0.37 and 0.76 (viton-dev-00's catalogue) penalties differ by at most
-0.1, so only a row within 0.1 of the k-th cosine can be missed (not measured; docs/EVALUATION.md).
+0.1, so only a row within 0.1 of the k-th cosine can be missed. Measured: fetching 50 rows instead of
+20 changes no top product and no top score on viton-dev's 3,600 clips (docs/EVALUATION.md).
 """
 
 from __future__ import annotations
