@@ -32,10 +32,11 @@ class CohortError(ValueError):
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Cohort:
-    """L2-normalised float32 rows [n, dim]; `sha256` names the file they came from."""
+    """L2-normalised float32 rows [n, dim]; `sha256` and `name` are those of the file they came from."""
 
     vectors: np.ndarray
     sha256: str
+    name: str
 
     @property
     def dim(self) -> int:
@@ -71,7 +72,7 @@ def write_cohort(path: Path, vectors: np.ndarray) -> None:
     tmp.replace(path)
 
 
-def read_cohort(path: Path, sha256: str) -> Cohort:
+def read_cohort(path: Path, sha256: str, name: str) -> Cohort:
     """Load a cohort file (checked by the caller against `sha256`) as float32 unit rows."""
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -83,4 +84,4 @@ def read_cohort(path: Path, sha256: str) -> Cohort:
     norms = np.linalg.norm(vectors, axis=1)
     if not np.all(np.abs(norms - 1) < 0.01):  # fp16 rounding moves a unit norm by ~1e-3
         raise CohortError(f"{path}: rows are not unit vectors")
-    return Cohort(vectors / norms[:, None], sha256)
+    return Cohort(vectors / norms[:, None], sha256, name)

@@ -43,7 +43,6 @@ class Models:
     loaded: tuple[LoadedModel, ...]
     text: TextEncoder | None = None  # titles and ASR text (not an ONNX file: the weights ship with the package)
     cohort: Cohort | None = None  # the embedder's query cohort, when its weights have one
-    cohort_record: ModelRecord | None = None  # its manifest entry (what /models and the metrics report)
 
     def sha256(self, role: str) -> str:
         return next(m.record.sha256 for m in self.loaded if m.record.role == role)
@@ -104,14 +103,12 @@ def load_models(
     det = open_verified(model_dir, DETECTOR, records, intra_op_threads, providers, choice)
     emb = open_verified(model_dir, EMBEDDER, records, intra_op_threads, providers, choice)
     embedder = Embedder(emb.session)
-    cohort = open_cohort(model_dir, records, emb.record, embedder.dim)
     return Models(
         detector=Detector(det.session, detector_config),
         embedder=embedder,
         loaded=(det, emb),
         text=TextEncoder(),
-        cohort=cohort,
-        cohort_record=records[COHORT_ROLE] if cohort is not None else None,
+        cohort=open_cohort(model_dir, records, emb.record, embedder.dim),
     )
 
 
@@ -124,7 +121,7 @@ def open_cohort(model_dir: Path, records: dict[str, ModelRecord], embedder: Mode
         raise ModelArtifactError(f"the cohort in {model_dir} belongs to another embedder file; run `{FIX_COMMAND}`")
     path = verify_file(model_dir, record)
     try:
-        cohort = read_cohort(path, record.sha256)
+        cohort = read_cohort(path, record.sha256, record.name)
     except CohortError as exc:
         raise ModelArtifactError(f"{exc}; run `{FIX_COMMAND}`") from exc
     if cohort.dim != dim:

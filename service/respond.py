@@ -75,15 +75,15 @@ def stream_info(index: StreamIndex) -> StreamInfo:
 
 
 def models_response(models: Models) -> ModelsResponse:
-    cohort, record = models.cohort, models.cohort_record
+    cohort = models.cohort
     return ModelsResponse(
         models=[model_info(m) for m in models.loaded],
-        cohort=None if cohort is None or record is None else CohortInfo(
-            name=record.name,
-            sha256=record.sha256,
+        cohort=None if cohort is None else CohortInfo(
+            name=cohort.name,
+            sha256=cohort.sha256,
             vectors=len(cohort.vectors),
             dim=cohort.dim,
-            embedder_sha256=record.embedder_sha256 or "",
+            embedder_sha256=models.sha256("embedder"),  # the loader refuses a cohort pinned to another
         ),
     )
 

@@ -66,8 +66,8 @@ def start_service(settings: Settings, metrics: Metrics) -> ServiceState:
         record = loaded.record
         metrics.set_model(record.role, record.name, loaded.session.provider, record.sha256)
         log.info("%s %s on %s", record.role, record.name, list(loaded.session.providers))
-    if models.cohort_record is not None:  # vectors, not a session: no provider
-        metrics.set_model(COHORT_ROLE, models.cohort_record.name, "none", models.cohort_record.sha256)
+    if models.cohort is not None:  # vectors, not a session: no provider
+        metrics.set_model(COHORT_ROLE, models.cohort.name, "none", models.cohort.sha256)
     pipeline = Pipeline(models, pipeline_config(settings))
 
     def refresh_stream_gauges() -> None:

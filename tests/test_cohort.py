@@ -29,13 +29,13 @@ def unit_rows(n: int, dim: int, seed: int) -> np.ndarray:
 
 
 def test_hubness_is_the_mean_cosine_to_the_nearest_cohort_rows() -> None:
-    cohort = Cohort(unit_rows(300, 16, 0), "x")
+    cohort = Cohort(unit_rows(300, 16, 0), "x", "cohort-x")
     queries = unit_rows(7, 16, 1)
     brute = np.sort(queries @ cohort.vectors.T, axis=1)[:, -5:].mean(axis=1)
     np.testing.assert_allclose(cohort.hubness(queries, 5), brute, atol=1e-5)
     # a catalogue vector in the middle of a crowd of cohort crops is more of a hub than one away from it
     crowd = np.eye(16, dtype=np.float32)[:1] + 0.3 * unit_rows(50, 16, 3)
-    clustered = Cohort(np.concatenate([crowd / np.linalg.norm(crowd, axis=1, keepdims=True), unit_rows(50, 16, 4)]), "y")
+    clustered = Cohort(np.concatenate([crowd / np.linalg.norm(crowd, axis=1, keepdims=True), unit_rows(50, 16, 4)]), "y", "cohort-y")
     hub, loner = clustered.hubness(np.eye(16, dtype=np.float32)[:2])
     assert hub > 0.9 > loner
     with pytest.raises(CohortError, match="16-d"):
@@ -45,16 +45,16 @@ def test_hubness_is_the_mean_cosine_to_the_nearest_cohort_rows() -> None:
 def test_cohort_file_round_trip_and_refusals(tmp_path: Path) -> None:
     vectors = unit_rows(50, 12, 3)
     write_cohort(tmp_path / "c.npz", vectors)
-    loaded = read_cohort(tmp_path / "c.npz", "sha")
+    loaded = read_cohort(tmp_path / "c.npz", "sha", "cohort-c")
     np.testing.assert_allclose(loaded.vectors, vectors, atol=2e-3)
     np.testing.assert_allclose(np.linalg.norm(loaded.vectors, axis=1), 1, atol=1e-5)
 
     np.savez(tmp_path / "bad.npz", vectors=(2 * vectors).astype(np.float16))
     with pytest.raises(CohortError, match="unit"):
-        read_cohort(tmp_path / "bad.npz", "sha")
+        read_cohort(tmp_path / "bad.npz", "sha", "cohort-bad")
     np.savez(tmp_path / "other.npz", something=vectors)
     with pytest.raises(CohortError, match="not a cohort"):
-        read_cohort(tmp_path / "other.npz", "sha")
+        read_cohort(tmp_path / "other.npz", "sha", "cohort-other")
     with pytest.raises(CohortError, match="non-empty"):
         write_cohort(tmp_path / "empty.npz", np.zeros((0, 12), np.float32))
 
@@ -114,6 +114,7 @@ def test_make_models_installs_the_cohort_pinned_to_the_embedder_file(weights_dir
     write_manifest(model_dir, {COHORT_ROLE: record})
     cohort = open_cohort(model_dir, read_manifest(model_dir), embedder, dim=12)
     assert cohort is not None and cohort.vectors.shape == (40, 12)
+    assert (cohort.name, cohort.sha256) == (record.name, record.sha256)
 
     with pytest.raises(ModelArtifactError, match="another embedder file"):
         open_cohort(model_dir, {COHORT_ROLE: record}, replace(embedder, sha256="f" * 64), dim=12)
