@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# watchbuy image: the API by default, the indexer with `python -m indexer ...` as the command.
+# watchbuy image: the API by default, the indexer with `python -m watchbuy build-index ...` as the command.
 #
 #   docker build -t watchbuy:cpu .                                  # slim CPU image (python:3.11-slim)
 #   docker build --build-arg RUNTIME=gpu -t watchbuy:gpu .          # NVIDIA TensorRT base + CUDA/TensorRT runtimes

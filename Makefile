@@ -5,6 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= $(if $(shell command -v python3.11 2>/dev/null),python3.11,python3)
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
+WATCHBUY := $(VENV)/bin/watchbuy
 STAMP := $(VENV)/.installed
 EXTRAS ?= cpu,export,dev,eval,load
 
@@ -56,34 +57,33 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 models: setup ## fetch the detector and export the embedder into WATCHBUY_MODEL_DIR
-	$(VENV_PY) -m models fetch
+	$(WATCHBUY) models
 
 build-index: models ## build STREAM's index (from CATALOGUE, default WATCHBUY_CATALOGUE_ROOT/STREAM)
-	$(VENV_PY) -m indexer build --stream $(STREAM) $(if $(CATALOGUE),--catalogue $(CATALOGUE))
+	$(WATCHBUY) build-index --stream $(STREAM) $(if $(CATALOGUE),--catalogue $(CATALOGUE))
 
 serve: models ## run the API (WATCHBUY_HOST / WATCHBUY_PORT, default 127.0.0.1:8000)
-	$(VENV)/bin/uvicorn --factory service.app:create_app \
-		--host $${WATCHBUY_HOST:-127.0.0.1} --port $${WATCHBUY_PORT:-8000}
+	$(WATCHBUY) serve
 
 demo: models ## build STREAM's index, start the server, identify clips, print a table
 	$(VENV_PY) scripts/demo.py --stream $(STREAM) $(if $(CATALOGUE),--catalogue $(CATALOGUE))
 
 eval: models ## evaluate DATASET (STREAMS, CLIPS per stream, MODE=inprocess|http, URL, OUT); report in var/eval/
-	$(VENV_PY) -m indexer.eval $(DATASET) $(if $(STREAMS),--streams $(STREAMS)) $(if $(CLIPS),--clips $(CLIPS)) \
+	$(WATCHBUY) eval $(DATASET) $(if $(STREAMS),--streams $(STREAMS)) $(if $(CLIPS),--clips $(CLIPS)) \
 		--mode $(MODE) $(if $(filter http,$(MODE)),--url "$(URL)") $(if $(OUT),--out $(OUT))
 
-train: setup ## fine-tune the embedder on the *-train sets (the watchbuy-lite1-v6 recipe; resumable in var/train-v6), save models/weights/, re-export
-	$(VENV_PY) -m models.train --epochs $(EPOCHS) --seed $(SEED) --repeat grocery-train=2 \
+train: setup ## fine-tune the embedder on the *-train sets (the watchbuy-lite1-v6 recipe) into var/train-v6 (resumable); adopt with `watchbuy adopt var/train-v6`
+	$(WATCHBUY) train --epochs $(EPOCHS) --seed $(SEED) --repeat grocery-train=2 \
 		--val-share grocery-train-00=0.15 --rotate 25 --hard-group 8 \
 		--margin 0.15 --sigmoid-weight 1 --backbone lite1 --freeze-blocks 11 \
 		--name watchbuy-lite1-v6 --work-dir var/train-v6
-	$(VENV_PY) -m models fetch
 
 test: models ## run the test suite (PYTEST_ARGS, default -q)
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
-lint: setup ## ruff over the whole project (the rules of the pinned ruff, settings in pyproject.toml)
+lint: setup ## ruff (pyflakes, bugbear, pyupgrade, imports) and mypy (strict on the run-time packages); settings in pyproject.toml
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: models ## benchmarks (pipeline, HTTP, FAISS, index build) → var/bench/<name>/report.{json,md} + plot.png
 	$(VENV_PY) -m benchmarks $(BENCH) $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS)) \

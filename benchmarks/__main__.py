@@ -78,19 +78,22 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.benchmarks:
             began = time.perf_counter()
             print(f"benchmark {name} …", flush=True)
-            if name == "build":
+            if name == "faiss":
+                budget = min(args.faiss_budget, 10.0) if args.quick else args.faiss_budget
+                report = faiss_search.run(max_size=args.faiss_max, queries=50 if args.quick else 200,
+                                          build_budget_s=budget,
+                                          dim=workspace.models.embedder.dim if workspace else 256)
+            elif workspace is None:  # needs_models made it for every other benchmark
+                raise BenchDataError(f"benchmark {name} needs the models and data")
+            elif name == "build":
                 report = index_build.run(workspace, seconds=args.seconds)
             elif name == "pipeline":
                 report = bare_pipeline.run(workspace, seconds=args.seconds, frames_per_request=args.frames_per_request)
-            elif name == "http":
+            else:
                 server_env = dict(item.split("=", 1) for item in args.server_env)
                 report = service_http.run(workspace, args.out, seconds=args.seconds, concurrency=args.concurrency,
                                           batching_modes=args.batching, frames_per_request=args.frames_per_request,
                                           server_env=server_env)
-            else:
-                report = faiss_search.run(max_size=args.faiss_max, queries=50 if args.quick else 200,
-                                          build_budget_s=min(args.faiss_budget, 10.0) if args.quick else args.faiss_budget,
-                                          dim=workspace.models.embedder.dim if workspace else 256)
             report.params["quick"] = args.quick
             paths = write_report(report, args.out)
             print(f"benchmark {name}: {time.perf_counter() - began:.0f} s → {paths[1]}", flush=True)
@@ -101,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         if workspace is not None:
+            workspace.close()
             shutil.rmtree(workspace.root, ignore_errors=True)
     return 0
 

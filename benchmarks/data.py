@@ -4,20 +4,25 @@ and one temporary index of that catalogue built with the indexer (shared by the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
 from indexer.build import BuildSummary, build_stream
 from indexer.catalogue import Catalogue, read_catalogue
 from indexer.store import IndexStore, StreamIndex
 from models.loader import Models
+from service.decode import decode_images
+from service.identify import identify
 from service.metrics import Metrics
-from service.pipeline import Pipeline
-from service.request_parsing import EncodedFrame
-from service.state import ServiceState, start_service
+from service.state import ServiceState, serving
+from service.values import EncodedFrame, Identification, IdentifyQuery
 from watchbuy.settings import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -53,6 +58,8 @@ class Workspace:
     settings: Settings
     root: Path
     _state: ServiceState | None = None
+    _portal: BlockingPortal | None = None
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _index: StreamIndex | None = None
     build_summary: BuildSummary | None = None
     notes: list[str] = field(default_factory=list)
@@ -64,7 +71,7 @@ class Workspace:
         if not paths:
             raise BenchDataError(f"no frames listed in {stream_dir / 'queries.jsonl'}")
         root = root or Path(tempfile.mkdtemp(prefix="watchbuy-bench-"))
-        # batching off: the bare pipeline calls the models directly (the ceiling the service is held to)
+        # batching off: the request path calls the models directly (the ceiling the service is held to)
         settings = Settings(index_root=root / "indexes", batching=False)
         if not (settings.model_dir / "manifest.json").is_file():
             raise BenchDataError(f"no model files in {settings.model_dir}; run `make models`")
@@ -72,10 +79,24 @@ class Workspace:
 
     @property
     def state(self) -> ServiceState:
-        """The service's own start-up (models verified and opened, pipeline configured), without HTTP."""
+        """The service's own start-up (`service.state.serving`) on an event loop of its own, without HTTP."""
         if self._state is None:
-            self._state = start_service(self.settings, Metrics())
+            self._portal = self._stack.enter_context(start_blocking_portal())
+            self._state = self._stack.enter_context(
+                self._portal.wrap_async_context_manager(serving(self.settings, Metrics()))
+            )
         return self._state
+
+    @property
+    def portal(self) -> BlockingPortal:
+        """The event loop the service state runs on."""
+        self.state  # noqa: B018 - started on first use
+        assert self._portal is not None
+        return self._portal
+
+    def close(self) -> None:
+        """Stop the service state and its event loop (when they were started)."""
+        self._stack.close()
 
     @property
     def models(self) -> Models:
@@ -106,10 +127,14 @@ class Workspace:
             self._index = self.store.load(BENCH_STREAM)
         return self._index
 
-    def pipeline(self) -> Pipeline:
-        """The service's pipeline on the real models, called directly (no HTTP, batching off)."""
-        return self.state.pipeline
-
     def request_frames(self, start: int, count: int) -> list[EncodedFrame]:
         """`count` consecutive frames (wrapping around) starting at `start`, as the service receives them."""
         return [EncodedFrame(i, self.frames[(start + i) % len(self.frames)]) for i in range(count)]
+
+    async def identify(self, start: int, count: int) -> Identification:
+        """The route's request path (`service.identify.identify`) for `request_frames(start, count)`, no HTTP;
+        awaited on `portal`'s event loop."""
+        frames = self.request_frames(start, count)
+        decode = functools.partial(decode_images, frames, self.settings.max_image_pixels)
+        result, _ = await identify(self.state, IdentifyQuery(BENCH_STREAM, top_k=5), decode, len(frames))
+        return result

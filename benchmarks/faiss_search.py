@@ -3,11 +3,12 @@
 Vectors are embedding-like, not uniform noise: unit vectors of the embedder's dimension in a two-level
 mixture — n^¼ "categories", √n "products" around them, images around the products with noise twice the
 signal (so clusters overlap; measured: IVF nprobe=1 recall@10 ≈ 0.75, a conservative case) — and
-queries drawn from the same mixture. Ground truth is exact search (IndexFlatIP). Each index is built with the indexer's own
-`make_faiss_index`; searches go in calls of `batch` queries with k = the service's neighbours per box,
-as one /identify request does, with OpenMP at 1 thread and at one per core. IVF gets nlist ≈ √n (trained on at most 64 points per list, 10 k-means
-iterations) and is measured at several nprobe; HNSW32 at several efSearch. A combination whose build
-would exceed the time budget (extrapolated from the previous size) is skipped and reported as such.
+queries drawn from the same mixture. Ground truth is exact search (IndexFlatIP). Each index is built
+with the indexer's own `make_faiss_index`; searches go in calls of `batch` queries with k = the service's
+neighbours per box, as one /identify request does, with OpenMP at 1 thread and at one per core. IVF gets
+nlist ≈ √n (trained on at most 64 points per list, 10 k-means iterations) and is measured at several
+nprobe; HNSW32 at several efSearch. A combination whose build would exceed the time budget (extrapolated
+from the previous size) is skipped and reported as such.
 """
 
 from __future__ import annotations
@@ -70,13 +71,13 @@ def embedding_like(n: int, dim: int, rng: np.random.Generator, centres: np.ndarr
 
 def nlist_for(n: int) -> int:
     """A power of two near √n, with at least 39 training points per list."""
-    nlist = 2 ** round(math.log2(max(1.0, math.sqrt(n))))
+    nlist = int(2 ** round(math.log2(max(1.0, math.sqrt(n)))))
     while nlist > 1 and n / nlist < 39:
         nlist //= 2
     return max(1, nlist)
 
 
-def _build(factory: str, vectors: np.ndarray) -> faiss.Index:
+def _build(factory: str, vectors: np.ndarray) -> Any:
     if factory.startswith("IVF"):  # cheaper training than faiss's defaults; recorded in the report
         index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
         ivf = faiss.extract_index_ivf(index)
@@ -88,7 +89,9 @@ def _build(factory: str, vectors: np.ndarray) -> faiss.Index:
     return make_faiss_index(vectors, factory)
 
 
-def _set_param(index: faiss.Index, name: str | None, value: int | None) -> None:
+def _set_param(index: Any, name: str | None, value: int | None) -> None:
+    if value is None:
+        return
     if name == "nprobe":
         faiss.extract_index_ivf(index).nprobe = value
     elif name == "efSearch":
@@ -105,7 +108,7 @@ def _measure(index: faiss.Index, queries: np.ndarray, truth: np.ndarray, batch: 
         times.append((time.perf_counter() - began) * 1000)
         found.append(rows[:, :RECALL_AT])
     rows = np.concatenate(found)
-    recall = float(np.mean([len(set(a) & set(b)) / RECALL_AT for a, b in zip(rows, truth)]))
+    recall = float(np.mean([len(set(a) & set(b)) / RECALL_AT for a, b in zip(rows, truth, strict=True)]))
     return {"search_ms_p50": percentile(times, 50), "search_ms_p95": percentile(times, 95),
             "us_per_query": round(float(np.sum(times)) * 1000 / len(queries), 1), "recall_at_10": round(recall, 4)}
 
@@ -162,7 +165,8 @@ def run(max_size: int = 1_000_000, dim: int = 256, queries: int = 200, batch: in
     return BenchReport(
         name=NAME,
         title="FAISS search time and recall@10 against catalogue size (inner product)",
-        columns=["n", "factory", "param", "threads", "build_s", "search_ms_p50", "search_ms_p95", "us_per_query", "recall_at_10"],
+        columns=["n", "factory", "param", "threads", "build_s", "search_ms_p50", "search_ms_p95", "us_per_query",
+                 "recall_at_10"],
         rows=rows,
         params={"dim": dim, "queries": queries, "batch_per_search_call": batch, "k": k, "sizes": sizes,
                 "faiss_threads": list(threads), "build_budget_s": build_budget_s, "seed": seed,
@@ -188,7 +192,10 @@ def recommend(rows: list[dict[str, Any]]) -> dict[str, str]:
             continue
         pick = min(good, key=lambda r: r["search_ms_p50"])
         flat = min((r for r in good if r["factory"] == "Flat"), key=lambda r: r["search_ms_p50"], default=None)
-        if flat is not None and (flat["search_ms_p50"] <= FLAT_ENOUGH_MS or flat["search_ms_p50"] <= 2 * pick["search_ms_p50"]):
+        flat_fast = flat is not None and (
+            flat["search_ms_p50"] <= FLAT_ENOUGH_MS or flat["search_ms_p50"] <= 2 * pick["search_ms_p50"]
+        )
+        if flat is not None and flat_fast:
             pick = flat
         best[str(n)] = f"{pick['factory']} {pick['param']} (OpenMP threads {pick['threads']})".replace("  ", " ")
     return best

@@ -84,7 +84,8 @@ def run(ws: Workspace, seconds: float = 10.0) -> BenchReport:
         summary={
             "build_images_per_s": rows[0]["images_per_s"],
             "embedder_images_per_s": bare["images_per_s"],
-            "build_vs_embedder": round(build_vps / bare["vectors_per_s"], 3) if build_vps and bare["vectors_per_s"] else None,
+            "build_vs_embedder": (round(build_vps / bare["vectors_per_s"], 3)
+                                  if build_vps and bare["vectors_per_s"] else None),
             "vectors_per_image": round(vectors_per_image, 2),
         },
         notes=["images/s of the bare embedder = its crops/s ÷ the catalogue's vectors per image.",

@@ -95,7 +95,7 @@ def machine_info() -> dict[str, Any]:
     import faiss
     import onnxruntime as ort
 
-    from models.runtime import choose_backend
+    from models.sessions.backend import choose_backend
 
     backend = choose_backend()
     return {
@@ -156,7 +156,7 @@ def markdown(report: BenchReport) -> str:
 def plot(report: BenchReport, path: Path) -> None:
     panels = report.plots or [Plot(x=report.columns[0], y=report.columns[-1])]
     fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 4.2), dpi=110, squeeze=False)
-    for ax, panel in zip(axes[0], panels):
+    for ax, panel in zip(axes[0], panels, strict=True):
         groups: dict[Any, list[dict[str, Any]]] = {}
         for row in report.rows:
             if row.get(panel.x) is None or row.get(panel.y) is None:
@@ -210,9 +210,10 @@ def read_report(out_root: Path, name: str) -> dict[str, Any] | None:
     """A report written earlier (e.g. the bare pipeline's, for the HTTP ratios), or None."""
     path = out_root / name / REPORT_JSON
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        report: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return report
 
 
 def percentile(values: list[float], q: float) -> float | None:

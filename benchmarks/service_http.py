@@ -171,7 +171,7 @@ def run(ws: Workspace, out_root: Path, seconds: float = 15.0, concurrency: tuple
             asyncio.run(_load(ws, base, 4, WARMUP_SECONDS, frames_per_request, headers))
             for c in concurrency:
                 before = batch_sizes(base, headers)
-                row = {"batching": "on" if batching else "off", "concurrency": c}
+                row: dict[str, Any] = {"batching": "on" if batching else "off", "concurrency": c}
                 row.update(asyncio.run(_load(ws, base, c, seconds, frames_per_request, headers)))
                 row.update(server_memory_mb(server.pid))
                 row["mean_batch"] = _mean_batches(before, batch_sizes(base, headers)) or None
@@ -186,7 +186,8 @@ def run(ws: Workspace, out_root: Path, seconds: float = 15.0, concurrency: tuple
         columns=["batching", "concurrency", "requests", "frames_per_s", "throughput_vs_bare", "p50_ms",
                  "p50_vs_bare", "p95_ms", "p99_ms", "error_rate", "status_codes", "mean_batch", "peak_rss_mb"],
         rows=rows,
-        params={"seconds_per_level": seconds, "concurrency": list(concurrency), "frames_per_request": frames_per_request,
+        params={"seconds_per_level": seconds, "concurrency": list(concurrency),
+                "frames_per_request": frames_per_request,
                 "batching_modes": ["on" if b else "off" for b in batching_modes], "warmup_seconds": WARMUP_SECONDS,
                 "request_body": "multipart/form-data, JPEG frames", "server_env": server_env or {},
                 "bare_ceiling_frames_per_s": bare_fps, "bare_single_call_p50_ms": bare_p50},
@@ -226,7 +227,8 @@ def summarise(rows: list[dict[str, Any]], have_bare: bool) -> dict[str, Any]:
         "server_errors_5xx_total": sum(r["server_errors_5xx"] for r in rows),
         "peak_rss_mb": max((r["peak_rss_mb"] or 0 for r in rows), default=None),
         "targets": {"c16_throughput_vs_bare": f">= {TARGET_THROUGHPUT_RATIO_C16}",
-                    "c1_p50_vs_bare": f"<= {TARGET_P50_RATIO_C1}", "batching_gain_c16": f">= {TARGET_BATCHING_GAIN_C16}"},
+                    "c1_p50_vs_bare": f"<= {TARGET_P50_RATIO_C1}",
+                    "batching_gain_c16": f">= {TARGET_BATCHING_GAIN_C16}"},
     }
     if not have_bare:
         checks["note"] = "no bare pipeline report of the same frames per request: ratios not computed"

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import faiss
 import numpy as np
@@ -122,7 +122,8 @@ def _crops(
                 progress.update(1)
                 continue
             for box in catalogue_boxes(image, pixels, models, unboxed):
-                yield VectorEntry(product.product_id, image.image_id, tuple(float(v) for v in box)), crop(pixels, box)
+                x1, y1, x2, y2 = (float(v) for v in box)
+                yield VectorEntry(product.product_id, image.image_id, (x1, y1, x2, y2)), crop(pixels, box)
             progress.update(1)
 
 
@@ -182,7 +183,8 @@ def make_faiss_index(vectors: np.ndarray, factory: str, search_params: str = "")
     index.add(vectors)
     if search_params:
         try:
-            faiss.ParameterSpace().set_index_parameters(index, search_params)
+            space: Any = faiss.ParameterSpace()  # its stub knows only the (index, int) overload
+            space.set_index_parameters(index, search_params)
         except RuntimeError as exc:
             raise BuildError(f"search parameters {search_params!r} do not apply to index factory {factory!r}") from exc
     elif "IVF" in factory:

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import faiss
 import numpy as np
@@ -97,12 +97,12 @@ class IndexCorrupt(StoreError):
     """A stored version (or CURRENT) fails verification."""
 
 
-def is_stream_id(name: object) -> bool:
+def is_stream_id(name: object) -> TypeGuard[str]:
     """True for a safe stream folder name (STREAM_ID_PATTERN, and not "." or "..")."""
     return isinstance(name, str) and re.match(STREAM_ID_PATTERN, name) is not None and name not in {".", ".."}
 
 
-def is_version(name: object) -> bool:
+def is_version(name: object) -> TypeGuard[str]:
     return isinstance(name, str) and re.match(VERSION_PATTERN, name) is not None
 
 
@@ -301,9 +301,10 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
 def _load_npy(path: Path) -> np.ndarray:
     """A published .npy array (never pickle); IndexCorrupt when it cannot be read."""
     try:
-        return np.load(path, allow_pickle=False)
+        array: np.ndarray = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise IndexCorrupt(f"{path}: unreadable: {exc}") from exc
+    return array
 
 
 def _read_text_vectors(version_dir: Path, info: Any) -> TitleVectors:

@@ -11,7 +11,8 @@ patches networking when imported (gevent): keep it in its own process, never imp
 service or the tests.
 
 Environment: LOADTEST_STREAMS (comma-separated stream ids), LOADTEST_FRAMES_DIR (a folder of JPEG
-frames for every stream; default each stream's own `frames/` under WATCHBUY_CATALOGUE_ROOT), LOADTEST_API_KEY (sent as X-API-Key),
+frames for every stream; default each stream's own `frames/` under WATCHBUY_CATALOGUE_ROOT),
+LOADTEST_API_KEY (sent as X-API-Key),
 LOADTEST_WAIT (seconds between a user's requests, "min,max"; default "1,3"),
 LOADTEST_SESSION_REPEAT (probability a request reuses the user's session id; default 0.8).
 """
@@ -74,7 +75,8 @@ class PlayerBackend(HttpUser):
     def identify_multipart(self) -> None:
         count = random.randint(1, 4)
         start = random.randrange(len(self.frames))
-        files = [("frames", (f"frame{i}.jpg", self.frames[(start + i) % len(self.frames)], "image/jpeg")) for i in range(count)]
+        files = [("frames", (f"frame{i}.jpg", self.frames[(start + i) % len(self.frames)], "image/jpeg"))
+                 for i in range(count)]
         data = {"stream_id": self.stream_id, "session_id": self._session(), "top_k": "5"}
         name = f"/identify multipart {count}f"
         with self.client.post("/identify", data=data, files=files, headers=self.headers, name=name,
@@ -89,8 +91,11 @@ class PlayerBackend(HttpUser):
             "stream_id": self.stream_id,
             "session_id": self._session(),
             "top_k": 5,
-            "frames": [{"image": base64.b64encode(self.frames[(start + i) % len(self.frames)]).decode("ascii"), "frame_index": i}
-                       for i in range(count)],
+            "frames": [
+                {"image": base64.b64encode(self.frames[(start + i) % len(self.frames)]).decode("ascii"),
+                 "frame_index": i}
+                for i in range(count)
+            ],
         }
         name = f"/identify json {count}f"
         with self.client.post("/identify", json=body, headers=self.headers, name=name,

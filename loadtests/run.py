@@ -24,8 +24,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.service_http import STARTUP_DEADLINE_S, STOP_TIMEOUT_S, UVICORN_ARGS, server_memory_mb
-from watchbuy.server_process import ServerProcess
+from benchmarks.service_http import (  # noqa: E402 - importable once ROOT is on the path
+    STARTUP_DEADLINE_S,
+    STOP_TIMEOUT_S,
+    UVICORN_ARGS,
+    server_memory_mb,
+)
+from watchbuy.server_process import ServerProcess  # noqa: E402
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 #: The locustfile names 429/503 answers "shed <code>" (load shedding, not a failure of the service).
@@ -38,7 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", default="60s", help="locust run time, e.g. 30s, 5m")
     parser.add_argument("--users", type=int, default=20, help="simulated player backends")
     parser.add_argument("--spawn-rate", type=float, default=5.0, help="users started per second")
-    parser.add_argument("--streams", default=os.environ.get("LOADTEST_STREAMS", "viton-dev-00,viton-dev-01,viton-dev-02"))
+    parser.add_argument("--streams",
+                        default=os.environ.get("LOADTEST_STREAMS", "viton-dev-00,viton-dev-01,viton-dev-02"))
     parser.add_argument("--out", type=Path, default=Path("var/loadtest"))
     return parser.parse_args(argv)
 
@@ -106,7 +112,8 @@ def markdown(summary: dict[str, Any]) -> str:
              (f"{summary['users']} users (spawn {summary['spawn_rate']}/s) for {summary['duration']} against "
              f"{summary['url']}, streams {', '.join(summary['streams'])}; {summary['cores']} cores, load average "
              f"{summary['load_average']}."), "",
-             "| request | requests | failures | req/s | p50 ms | p95 ms | p99 ms | max ms |", "|---|---|---|---|---|---|---|---|"]
+             "| request | requests | failures | req/s | p50 ms | p95 ms | p99 ms | max ms |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in summary["by_name"] + ([summary["aggregated"]] if summary["aggregated"] else []):
         cells = [row["name"], row["requests"], row["failures"], *(
             f"{row[key]:.{2 if key == 'req_per_s' else 0}f}" if row[key] is not None else "—"

@@ -1,4 +1,6 @@
-"""Model code shared by the indexer and the service: runtimes, detector, proposals, embedder, artifacts.
+"""Run-time model code, shared by the indexer and the service: sessions (ONNX Runtime, TensorRT), detector,
+proposals, embedder, text encoder, cohort, model files and the loader.
 
-Nothing here imports `service` or `indexer`; torch is only imported by `models.nets` and `models.export`.
+Imports only `watchbuy` (settings) among the project's packages, and never torch: building and training
+models is the `training` package's job.
 """

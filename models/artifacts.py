@@ -1,8 +1,8 @@
 """Model files: where they come from, the manifest that pins them, and the checks made at load.
 
-`make models` (`python -m models fetch`) fills `WATCHBUY_MODEL_DIR`:
+`make models` (`watchbuy models`) fills `WATCHBUY_MODEL_DIR`:
 - the detector is taken from `WATCHBUY_MODEL_MIRROR` when it holds the file, else downloaded from
-  the official YOLOX release, and rewritten to a dynamic batch (models/detector_graph.py); its
+  the official YOLOX release, and rewritten to a dynamic batch (training/detector_graph.py); its
   manifest entry pins the rewritten file and keeps the original's sha256 (`origin_sha256`);
 - the embedder is exported from the ImageNet EfficientNet-Lite0 pip package.
 `manifest.json` records each file's size and sha256; `verify_model` checks them and the input/output
@@ -19,6 +19,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from models.sessions import Session
 
 FIX_COMMAND = "make models"
 MANIFEST = "manifest.json"
@@ -128,15 +130,15 @@ def verify_file(model_dir: Path, record: ModelRecord) -> Path:
     return path
 
 
-def check_signature(spec: ModelSpec, inputs: list, outputs: list, path: Path) -> None:
-    """Compare an ONNX Runtime session's inputs/outputs (NodeArg lists) with the spec."""
+def check_signature(spec: ModelSpec, session: Session) -> None:
+    """Compare a session's first input and output with the spec."""
 
-    def same(shape: list, want: tuple[int | None, ...]) -> bool:
+    def same(shape: tuple[int | None, ...], want: tuple[int | None, ...]) -> bool:
         if len(shape) != len(want):
             return False
-        return all(w is None or s == w for s, w in zip(shape, want))
+        return all(w is None or s == w for s, w in zip(shape, want, strict=True))
 
-    got_in, got_out = inputs[0], outputs[0]
+    got_in, got_out, path = session.inputs[0], session.outputs[0], session.path
     if got_in.name != spec.input_name or not same(got_in.shape, spec.input_shape):
         raise ModelArtifactError(
             f"{spec.role} model {path} takes {got_in.name}{got_in.shape}, expected "

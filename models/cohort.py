@@ -6,9 +6,9 @@ Its *hubness* is its mean cosine to its k nearest cohort crops; products are ran
 cosine − weight × hubness (CSLS, as in cross-lingual word retrieval; only the catalogue side is
 corrected, and docs/EVALUATION.md has the measurements that chose k, the weight and the cohort size).
 
-A cohort belongs to one embedder. `python -m indexer cohort` embeds the training streams' clip
+A cohort belongs to one embedder. `watchbuy cohort` embeds the training streams' clip
 proposals with it and saves `models/weights/cohort-<weights>.npz`, recorded under the weights' manifest
-entry (models/trained.py); `make models` copies it next to the exported embedder as `cohort.npz`
+entry (training/trained.py); `make models` copies it next to the exported embedder as `cohort.npz`
 (role "cohort", pinned to the embedder file's sha256), and the index build stores each catalogue
 vector's hubness in the index version (indexer/build.py).
 """
@@ -50,7 +50,8 @@ class Cohort:
         index = faiss.IndexFlatIP(self.dim)
         index.add(self.vectors)
         sims, _ = index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
-        return sims.mean(axis=1).astype(np.float32)
+        mean: np.ndarray = sims.mean(axis=1).astype(np.float32)
+        return mean
 
 
 def sample_rows(vectors: np.ndarray, size: int, seed: int) -> np.ndarray:

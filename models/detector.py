@@ -3,7 +3,7 @@
 I/O contract (../shared/models/README.md): input `images` float32 [N, 3, 416, 416], BGR, 0–255, image
 at the top-left of a 114-grey canvas; output [N, 3549, 85] = (cx, cy, w, h, objectness, 80 class
 scores) per grid cell over strides 8/16/32, scores already sigmoid-activated. The published export
-has N fixed at 1; `make models` rewrites it to a dynamic N (models/detector_graph.py). A file with a
+has N fixed at 1; `make models` rewrites it to a dynamic N (training/detector_graph.py). A file with a
 fixed batch still works here, one image per run.
 """
 
@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from models.coco import COCO_CLASSES
-from models.runtime import Session
+from models.sessions import Session
 from models.types import Detection
 
 INPUT_SIZE = 416
@@ -102,7 +102,7 @@ class Detector:
 
         2 by default: on the 2-core CPU box the time per image is flat from 1 to 2 and grows beyond.
         """
-        batch_dim = self.session.inner.get_inputs()[0].shape[0]
+        batch_dim = self.session.inputs[0].shape[0]
         return batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else self._max_batch
 
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:
@@ -119,7 +119,7 @@ class Detector:
             raw = self.session.run({self.session.input_name: tensor})[0]
             found.extend(
                 self.postprocess(raw[i], scale, image.shape[1], image.shape[0])
-                for i, (image, (_, scale)) in enumerate(zip(chunk, boxed))
+                for i, (image, (_, scale)) in enumerate(zip(chunk, boxed, strict=True))
             )
         return found
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from models.runtime import Session
+from models.sessions import Session
 from models.types import Box
 
 MEAN = 127.0
@@ -60,9 +60,8 @@ class Embedder:
 
     def __init__(self, session: Session, max_batch: int = 64) -> None:
         self.session = session
-        shape = session.inner.get_inputs()[0].shape
-        self.input_size = int(shape[2])
-        self.dim = int(session.inner.get_outputs()[0].shape[1])
+        self.input_size = int(session.inputs[0].shape[2] or 0)
+        self.dim = int(session.outputs[0].shape[1] or 0)
         self.max_batch = max_batch
 
     def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:

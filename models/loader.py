@@ -22,8 +22,10 @@ from models.artifacts import (
 from models.cohort import Cohort, CohortError, read_cohort
 from models.detector import Detector, DetectorConfig
 from models.embedder import Embedder
-from models.runtime import BackendChoice, BackendUnavailable, Session, choose_backend, open_session
-from models.tensorrt_backend import ENGINE_DIR_NAME, TensorRTError, TrtSession, open_trt_session
+from models.sessions import Session
+from models.sessions.backend import BackendChoice, BackendUnavailable, choose_backend
+from models.sessions.ort import open_session
+from models.sessions.trt import ENGINE_DIR_NAME, TensorRTError, TrtSession, open_trt_session
 from models.text import TextEncoder
 from watchbuy.settings import Settings
 
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class LoadedModel:
     record: ModelRecord
-    session: Session | TrtSession
+    session: Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,7 @@ def open_verified(
         )
     except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
         raise ModelArtifactError(f"{spec.role} model {path} cannot be loaded ({exc}); run `{FIX_COMMAND}`") from exc
-    check_signature(spec, session.inner.get_inputs(), session.inner.get_outputs(), path)
+    check_signature(spec, session)
     log.info("%s on %s (%s): %s", spec.role, session.provider, session.backend, session.reason)
     return LoadedModel(record=record, session=session)
 

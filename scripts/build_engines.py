@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.artifacts import SPECS, ModelArtifactError, read_manifest, verify_file
-from models.tensorrt_backend import (
+from models.sessions.trt import (
     DEFAULT_MAX_BATCH,
     ENGINE_DIR_NAME,
     TensorRTError,

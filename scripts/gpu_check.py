@@ -19,6 +19,8 @@ the GPU extra is not installed) — then nothing ran and nothing is claimed.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import shutil
 import sys
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -40,13 +43,14 @@ from indexer.store import IndexStore
 from models.detector import letterbox
 from models.embedder import crop
 from models.proposals import propose
-from models.tensorrt_backend import probe
+from models.sessions.trt import probe
 from models.types import box_iou
-from service.decode import decode_image
+from service.decode import decode_image, decode_images
 from service.faiss_device import gpu_count, to_device
+from service.identify import identify
 from service.metrics import Metrics
-from service.request_parsing import EncodedFrame
-from service.state import ServiceState, start_service
+from service.state import ServiceState, serving
+from service.values import EncodedFrame, Identification, IdentifyQuery
 from watchbuy.settings import Settings
 
 STREAM = "gpu-check"
@@ -69,13 +73,16 @@ def timed(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
     return {"p50_ms": percentile(times, 50) or 0.0, "p95_ms": percentile(times, 95) or 0.0}
 
 
-def open_backends(root: Path, model_dir: Path) -> dict[str, ServiceState]:
+def open_backends(root: Path, model_dir: Path, portal: BlockingPortal,
+                  stack: contextlib.ExitStack) -> dict[str, ServiceState]:
+    """Both services started the way the app starts (`serving`), on `portal`'s event loop, closed by `stack`."""
     common = {"model_dir": model_dir, "index_root": root / "indexes", "batching": False}
-    states = {
-        "tensorrt": start_service(Settings(inference_backend="tensorrt", **common), Metrics()),
-        "cpu": start_service(Settings(inference_backend="onnxruntime", execution_providers=["CPUExecutionProvider"],
-                                      **common), Metrics()),
+    settings = {
+        "tensorrt": Settings(inference_backend="tensorrt", **common),
+        "cpu": Settings(inference_backend="onnxruntime", execution_providers=["CPUExecutionProvider"], **common),
     }
+    states = {name: stack.enter_context(portal.wrap_async_context_manager(serving(s, Metrics())))
+              for name, s in settings.items()}
     for loaded in states["tensorrt"].models.loaded:
         if loaded.session.backend != "tensorrt":
             raise SystemExit(f"error: the {loaded.record.role} fell back to {loaded.session.provider}: "
@@ -117,16 +124,24 @@ def compare_embedder(states: dict[str, ServiceState], crops: list[np.ndarray]) -
     a = states["tensorrt"].models.embedder.embed(crops)
     b = states["cpu"].models.embedder.embed(crops)
     cosine = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-    return {"crops": len(crops), "min_cosine": round(float(cosine.min()), 5), "mean_cosine": round(float(cosine.mean()), 5),
+    return {"crops": len(crops), "min_cosine": round(float(cosine.min()), 5),
+            "mean_cosine": round(float(cosine.mean()), 5),
             "ok": float(cosine.min()) >= MIN_COSINE and float(cosine.mean()) >= MIN_MEAN_COSINE}
 
 
-def compare_pipeline(states: dict[str, ServiceState], frames: list[bytes], index) -> dict[str, Any]:
+def identify_frame(portal: BlockingPortal, state: ServiceState, data: bytes, top_k: int) -> Identification:
+    """One frame through the routes' request path (`service.identify.identify`), no HTTP."""
+    decode = functools.partial(decode_images, [EncodedFrame(0, data)], state.settings.max_image_pixels)
+    result, _ = portal.call(identify, state, IdentifyQuery(STREAM, top_k), decode, 1)
+    return result
+
+
+def compare_pipeline(states: dict[str, ServiceState], frames: list[bytes], portal: BlockingPortal) -> dict[str, Any]:
     agree = 0
-    for i, data in enumerate(frames):
+    for data in frames:
         tops = []
         for name in ("tensorrt", "cpu"):
-            result = states[name].pipeline.identify([EncodedFrame(0, data)], index, top_k=1)
+            result = identify_frame(portal, states[name], data, top_k=1)
             tops.append(result.products[0].product_id if result.products else None)
         agree += tops[0] == tops[1]
     share = agree / len(frames)
@@ -142,15 +157,16 @@ def compare_faiss(index, queries: np.ndarray) -> dict[str, Any]:
     sims_gpu, rows_gpu = on_gpu.index.search(queries, k)
     top1 = float(np.mean(rows_cpu[:, 0] == rows_gpu[:, 0]))
     diff = float(np.max(np.abs(sims_cpu - sims_gpu)))
-    return {"on_gpu": on_gpu.index is not index.index, "top1_same": round(top1, 4), "max_similarity_diff": round(diff, 6),
+    return {"on_gpu": on_gpu.index is not index.index, "top1_same": round(top1, 4),
+            "max_similarity_diff": round(diff, 6),
             "ok": top1 >= 0.99 and diff <= 1e-3}
 
 
 def speed(states: dict[str, ServiceState], images: list[np.ndarray], crops: list[np.ndarray], frames: list[bytes],
-          index, repeats: int) -> list[dict[str, Any]]:
+          portal: BlockingPortal, repeats: int) -> list[dict[str, Any]]:
     rows = []
     for name, state in states.items():
-        det, emb, pipeline = state.models.detector, state.models.embedder, state.pipeline
+        det, emb = state.models.detector, state.models.embedder
         row: dict[str, Any] = {"backend": name, "provider": det.session.provider}
         row["detector_ms"] = timed(lambda det=det: det.detect(images[0]), repeats)["p50_ms"]
         for batch in (1, 8, 32):
@@ -159,8 +175,9 @@ def speed(states: dict[str, ServiceState], images: list[np.ndarray], crops: list
             row[f"embed_b{batch}_ms"] = ms
             row[f"embed_b{batch}_crops_per_s"] = round(batch * 1000 / ms, 1) if ms else None
         counter = iter(range(10**9))
-        def one_frame(pipeline=pipeline, counter=counter) -> None:
-            pipeline.identify([EncodedFrame(0, frames[next(counter) % len(frames)])], index, 5)
+
+        def one_frame(state: ServiceState = state, counter: Any = counter) -> None:
+            identify_frame(portal, state, frames[next(counter) % len(frames)], top_k=5)
 
         per_frame = timed(one_frame, repeats)
         row["pipeline_frame_p50_ms"] = per_frame["p50_ms"]
@@ -199,30 +216,35 @@ def main(argv: list[str] | None = None) -> int:
     images = [decode_image(data, settings.max_image_pixels) for data in frames]
     root = Path(tempfile.mkdtemp(prefix="watchbuy-gpu-check-"))
     try:
-        began = time.perf_counter()
-        states = open_backends(root, settings.model_dir)
-        print(f"models open on {found.reason} and on the CPU ({time.perf_counter() - began:.0f} s incl. engine builds)")
-        store = IndexStore(root / "indexes")
-        build_stream(read_catalogue(args.stream_dir, STREAM), states["cpu"].models, store, show_progress=False)
-        index = store.load(STREAM)
-        crops = frame_crops(states, images)
-        checks = {
-            "detector": compare_detector(states, images),
-            "embedder": compare_embedder(states, crops),
-            "pipeline": compare_pipeline(states, frames, index),
-            "faiss_gpu": compare_faiss(index, states["cpu"].models.embedder.embed(crops[:64])),
-        }
-        rows = speed(states, images, crops, frames, index, args.repeats)
+        with contextlib.ExitStack() as stack:
+            portal = stack.enter_context(start_blocking_portal())
+            began = time.perf_counter()
+            states = open_backends(root, settings.model_dir, portal, stack)
+            took = time.perf_counter() - began
+            print(f"models open on {found.reason} and on the CPU ({took:.0f} s incl. engine builds)")
+            store = IndexStore(root / "indexes")
+            build_stream(read_catalogue(args.stream_dir, STREAM), states["cpu"].models, store, show_progress=False)
+            index = store.load(STREAM)
+            crops = frame_crops(states, images)
+            checks = {
+                "detector": compare_detector(states, images),
+                "embedder": compare_embedder(states, crops),
+                "pipeline": compare_pipeline(states, frames, portal),
+                "faiss_gpu": compare_faiss(index, states["cpu"].models.embedder.embed(crops[:64])),
+            }
+            rows = speed(states, images, crops, frames, portal, args.repeats)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     for name, result in checks.items():
-        print(f"{'PASS' if result['ok'] else 'FAIL'} {name}: {json.dumps({k: v for k, v in result.items() if k != 'ok'})}")
+        details = json.dumps({k: v for k, v in result.items() if k != "ok"})
+        print(f"{'PASS' if result['ok'] else 'FAIL'} {name}: {details}")
     print_table(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"machine": machine_info(), "gpu": found.gpu_name, "tensorrt": found.trt_version, "checks": checks,
               "speed": rows, "tolerances": {"max_score_diff": MAX_SCORE_DIFF, "detection_iou": DETECTION_IOU,
                                             "min_detections_matched": MIN_DETECTIONS_MATCHED, "min_cosine": MIN_COSINE,
-                                            "min_mean_cosine": MIN_MEAN_COSINE, "min_top1_agreement": MIN_TOP1_AGREEMENT}}
+                                            "min_mean_cosine": MIN_MEAN_COSINE,
+                                            "min_top1_agreement": MIN_TOP1_AGREEMENT}}
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"report: {args.out / 'report.json'}")
     return 0 if all(result["ok"] for result in checks.values()) else 1

@@ -1,17 +1,21 @@
-"""Box-level neighbours → ranked products and the abstain decision.
+"""Box-level neighbours → product scores → the ranking over a session window → the abstain decision.
 
-Evidence is combined in two steps: within a frame a product scores its best similarity over the
-frame's boxes (the product is on screen once, in whichever box fits it best), each box's similarity
-scaled by a prior for its label (a whole-person box matches many garments loosely, so it counts a
-little less; tuned on viton-train and grocery-train); over frames the
-per-frame scores are averaged, and a frame where the product was not among any box's neighbours
-counts with that frame's lowest retrieved similarity. A product seen in every frame thus beats one
-that matched a single frame by chance.
+Evidence is combined in steps: within a frame a product scores its best similarity over the frame's
+boxes (the product is on screen once, in whichever box fits it best), each box's similarity scaled by a
+prior for its label (a whole-person box matches many garments loosely, so it counts a little less; tuned
+on viton-train and grocery-train); over frames the per-frame scores are averaged, and a frame where the
+product was not among any box's neighbours counts with that frame's lowest retrieved similarity. A
+product seen in every frame thus beats one that matched a single frame by chance.
 
 When the request carries the host's speech (ASR text) and the index has title embeddings, each
 product's score moves by `text_weight` × (how much better its title matches the speech than the
 catalogue's average title does). Centring keeps the score on the visual scale the abstain threshold
 was calibrated on; without ASR text nothing changes.
+
+Last, products are ranked by their mean score over a window of requests: the request alone, or with a
+viewer session the session's recent requests (service/sessions.py), a request that did not retrieve a
+product counting with its floor — the rule used across frames, applied across requests. The abstain
+decision is made once, on that ranking.
 """
 
 from __future__ import annotations
@@ -19,42 +23,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import Protocol
 
 import numpy as np
 
 from indexer.store import StreamIndex, TitleVectors
-from models.types import Box, Detection
+from service.values import BoxMatch, RankedProduct
+from watchbuy.settings import Settings
 
 #: Products the speech alone may bring into the ranking (besides those the boxes retrieved).
 TEXT_CANDIDATES = 5
-
-
-@dataclass(frozen=True, slots=True)
-class BoxMatch:
-    product_id: str
-    image_id: str
-    image_box: Box
-    similarity: float
-
-
-@dataclass(frozen=True, slots=True)
-class BoxEvidence:
-    proposal: Detection
-    matches: tuple[BoxMatch, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RankedProduct:
-    product_id: str
-    score: float
-    title: str
 
 
 def box_matches(index: StreamIndex, rows: np.ndarray, sims: np.ndarray, limit: int) -> tuple[BoxMatch, ...]:
     """The best neighbour of each distinct product among one box's neighbours, at most `limit`."""
     seen: set[str] = set()
     matches: list[BoxMatch] = []
-    for row, sim in zip(rows.tolist(), sims.tolist()):
+    for row, sim in zip(rows.tolist(), sims.tolist(), strict=True):
         if row < 0:
             continue
         entry = index.entries[row]
@@ -74,7 +59,7 @@ def frame_scores(
     best weighted similarity per product, and the frame's floor."""
     sims = sims * weights[:, None]
     best: dict[str, float] = {}
-    for row, sim in zip(rows.ravel().tolist(), sims.ravel().tolist()):
+    for row, sim in zip(rows.ravel().tolist(), sims.ravel().tolist(), strict=True):
         if row < 0:
             continue
         pid = index.entries[row].product_id
@@ -90,18 +75,33 @@ def text_bonus(titles: TitleVectors, speech: np.ndarray, weight: float) -> dict[
     if weight == 0 or len(titles.product_ids) == 0:
         return {}
     sims = titles.vectors @ speech.astype(np.float32).ravel()
-    return dict(zip(titles.product_ids, (weight * (sims - sims.mean())).tolist()))
+    return dict(zip(titles.product_ids, (weight * (sims - sims.mean())).tolist(), strict=True))
 
 
-def rank_products(
-    index: StreamIndex,
-    per_frame: Sequence[tuple[dict[str, float], float]],
-    top_k: int,
-    bonus: Mapping[str, float] | None = None,
-) -> list[RankedProduct]:
-    """Average each product's per-frame best similarity over all frames, plus its text bonus; best first."""
+@dataclass(frozen=True, slots=True)
+class ProductScores:
+    """One request's score per product, and the score a product it did not retrieve counts with."""
+
+    scores: dict[str, float]
+    floor: float
+
+
+class Scored(Protocol):
+    """A request's scores as a window entry: `ProductScores`, or a session's stored request."""
+
+    @property
+    def scores(self) -> Mapping[str, float]: ...
+
+    @property
+    def floor(self) -> float: ...
+
+
+def score_products(
+    per_frame: Sequence[tuple[dict[str, float], float]], bonus: Mapping[str, float] | None = None
+) -> ProductScores:
+    """Each product's per-frame best similarity averaged over all frames, plus its text bonus."""
     if not per_frame:
-        return []
+        return ProductScores({}, 0.0)
     bonus = bonus or {}
     candidates = set().union(*(scores for scores, _ in per_frame))
     candidates |= set(sorted(bonus, key=lambda pid: -bonus[pid])[:TEXT_CANDIDATES])
@@ -109,8 +109,24 @@ def rank_products(
         pid: sum(scores.get(pid, floor) for scores, floor in per_frame) / len(per_frame) + bonus.get(pid, 0.0)
         for pid in candidates
     }
-    ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:top_k]
-    return [RankedProduct(pid, float(score), index.titles.get(pid, "")) for pid, score in ranked]
+    return ProductScores(totals, min(totals.values(), default=0.0))
+
+
+def window_means(window: Sequence[Scored], titles: Mapping[str, str]) -> list[tuple[str, float]]:
+    """Mean score per product over the window's requests (absent → that request's floor), best first.
+
+    Only products in `titles` (the stream's current index) are ranked.
+    """
+    if not window:
+        return []
+    candidates = {pid for entry in window for pid in entry.scores if pid in titles}
+    means = {pid: sum(entry.scores.get(pid, entry.floor) for entry in window) / len(window) for pid in candidates}
+    return sorted(means.items(), key=lambda item: (-item[1], item[0]))
+
+
+def rank_products(window: Sequence[Scored], titles: Mapping[str, str], top_k: int) -> list[RankedProduct]:
+    """The `top_k` best products over the window, with their titles."""
+    return [RankedProduct(pid, float(score), titles[pid]) for pid, score in window_means(window, titles)[:top_k]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +139,10 @@ class AbstainThresholds:
 
     default: float
     overrides: tuple[tuple[str, float], ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AbstainThresholds:
+        return cls(settings.abstain_threshold, tuple(settings.abstain_threshold_overrides.items()))
 
     def for_stream(self, stream_id: str) -> float:
         for pattern, threshold in self.overrides:

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import anyio
 import numpy as np
@@ -38,8 +38,18 @@ from watchbuy.settings import Settings
 
 log = logging.getLogger(__name__)
 
+
+
+class Sliceable(Protocol):
+    """A model's results: one entry per item, sliced back into each caller's share (a list, ndarray rows)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, key: slice, /) -> Any: ...
+
+
 Item = TypeVar("Item")
-Results = TypeVar("Results")  # a sliceable sequence with one entry per item: list or ndarray rows
+Results = TypeVar("Results", bound=Sliceable)
 
 #: Weight of the newest measurement in the moving averages of call time.
 EMA_WEIGHT = 0.2
@@ -58,9 +68,9 @@ class BatchObserver(Protocol):
 
 
 @dataclass(eq=False, slots=True)
-class _Job:
-    items: list[Any]
-    future: asyncio.Future[Any]
+class _Job(Generic[Item, Results]):
+    items: list[Item]
+    future: asyncio.Future[Results]
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -87,9 +97,9 @@ class Batcher(Generic[Item, Results]):
         self._run = run
         self._slots = slots or anyio.CapacityLimiter(1)
         self._observer = observer
-        self._queue: deque[_Job] = deque()
+        self._queue: deque[_Job[Item, Results]] = deque()
         self._pending = 0  # items in the queue
-        self._in_call: set[_Job] = set()
+        self._in_call: set[_Job[Item, Results]] = set()
         self._wakeup = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._closed = False
@@ -119,7 +129,7 @@ class Batcher(Generic[Item, Results]):
         if not items:
             return self._run([])
         self.ensure_room(len(items))
-        job = _Job(list(items), asyncio.get_running_loop().create_future())
+        job: _Job[Item, Results] = _Job(list(items), asyncio.get_running_loop().create_future())
         self._queue.append(job)
         self._pending += len(job.items)
         self._report_depth()
@@ -197,9 +207,9 @@ class Batcher(Generic[Item, Results]):
             except TimeoutError:
                 return
 
-    def _take(self) -> list[_Job]:
+    def _take(self) -> list[_Job[Item, Results]]:
         """Whole jobs from the head of the queue, up to max_batch items (at least one job)."""
-        jobs: list[_Job] = []
+        jobs: list[_Job[Item, Results]] = []
         size = 0
         while self._queue:
             job = self._queue[0]
@@ -214,7 +224,7 @@ class Batcher(Generic[Item, Results]):
         self._report_depth()
         return jobs
 
-    async def _call(self, jobs: list[_Job]) -> None:
+    async def _call(self, jobs: list[_Job[Item, Results]]) -> None:
         items = [item for job in jobs for item in job.items]
         started = time.perf_counter()
         if self._observer is not None:
@@ -234,12 +244,12 @@ class Batcher(Generic[Item, Results]):
         for job in jobs:
             stop = start + len(job.items)
             if not job.future.done():
-                job.future.set_result(results[start:stop])
+                job.future.set_result(cast(Results, results[start:stop]))
             start = stop
 
     # --- bookkeeping -----------------------------------------------------------------------------
 
-    def _forget(self, job: _Job) -> None:
+    def _forget(self, job: _Job[Item, Results]) -> None:
         try:
             self._queue.remove(job)
         except ValueError:
@@ -247,7 +257,7 @@ class Batcher(Generic[Item, Results]):
         self._pending -= len(job.items)
         self._report_depth()
 
-    def _fail(self, jobs: Sequence[_Job], error: Exception) -> None:
+    def _fail(self, jobs: Sequence[_Job[Item, Results]], error: Exception) -> None:
         for job in jobs:
             if not job.future.done():
                 job.future.set_exception(error)
@@ -263,15 +273,21 @@ def _ema(average: float, value: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class ModelBatchers:
-    """The running batchers of the two models the /identify flow calls."""
+    """The running batchers of the two models the pipeline calls (a `service.calls.ModelCalls`)."""
 
     detector: Batcher[np.ndarray, list[list[Detection]]]
     embedder: Batcher[np.ndarray, np.ndarray]
 
-    def ensure_room(self, n_frames: int) -> None:
+    def admit(self, n_frames: int) -> None:
         """Raise `Overloaded` now when a request of `n_frames` (>= 1 crop each) would be refused."""
         self.detector.ensure_room(n_frames)
         self.embedder.ensure_room(n_frames)
+
+    async def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        return await self.detector.submit(images)
+
+    async def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        return await self.embedder.submit(crops)
 
     async def aclose(self) -> None:
         await self.detector.aclose()

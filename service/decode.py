@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import binascii
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
 from io import BytesIO
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from service.errors import ApiError, ImageTooLarge, InvalidBase64, InvalidImage, UnsupportedImageFormat
+from service.values import DecodedFrame, DecodedImages, EncodedFrame
 
 #: Pillow format names we decode.
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP")
@@ -39,22 +40,6 @@ _OTHER_FORMATS: tuple[tuple[bytes, int, str], ...] = (
     (b"\xff\x0a", 0, "JPEG XL"),
     (b"\x00\x00\x00\x0cJXL ", 0, "JPEG XL"),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class DecodedFrame:
-    """One decoded frame: H×W×3 uint8 RGB pixels and the client's frame index."""
-
-    frame_index: int
-    image: np.ndarray
-
-    @property
-    def width(self) -> int:
-        return int(self.image.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.image.shape[0])
 
 
 def decode_base64(text: str) -> bytes:
@@ -126,3 +111,8 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise InvalidImage("image did not decode to RGB")
     return np.ascontiguousarray(pixels)
+
+
+def decode_images(frames: Sequence[EncodedFrame], max_pixels: int) -> DecodedImages:
+    """Every frame of a request decoded (the first bad one raises its 4xx error)."""
+    return DecodedImages(tuple(DecodedFrame(f.frame_index, decode_image(f.data, max_pixels)) for f in frames))

@@ -7,25 +7,21 @@
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
-from indexer.store import IndexStore, StreamIndex
+from indexer.store import IndexStore
 from service.demo_data import CatalogueFiles, list_streams
-from service.schemas import ClipsResponse, ErrorResponse, StreamsResponse
-from service.state import ServiceState
-
-StateGetter = Callable[[Request], ServiceState]
-IndexLoader = Callable[[ServiceState, str], StreamIndex]
+from service.schemas import ClipsResponse, StreamsResponse, error_responses
+from service.state import running
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 #: The page's files, by name: nothing else under /demo/static is served.
 STATIC_FILES = {"demo.js": "text/javascript", "demo.css": "text/css"}
-ERRORS = {code: {"model": ErrorResponse} for code in (404, 503)}
+ERRORS = error_responses(404, 503)
 NO_CACHE = {"Cache-Control": "no-cache"}
 
 
@@ -34,8 +30,8 @@ def _image_response(path: Path) -> FileResponse:
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
 
 
-def demo_router(get_state: StateGetter, load_index: IndexLoader, catalogue_root: Path | None) -> APIRouter:
-    """The routes, given how the app finds its running state and a stream's index (with its API errors)."""
+def demo_router(catalogue_root: Path | None) -> APIRouter:
+    """The routes, serving catalogue files from under `catalogue_root`."""
     router = APIRouter()
     files = CatalogueFiles(catalogue_root)
 
@@ -51,25 +47,25 @@ def demo_router(get_state: StateGetter, load_index: IndexLoader, catalogue_root:
 
     @router.get("/streams", response_model=StreamsResponse)
     async def get_streams(request: Request) -> StreamsResponse:
-        state = get_state(request)
+        state = running(request)
         store = IndexStore(state.settings.index_root)
         return StreamsResponse(streams=await anyio.to_thread.run_sync(list_streams, store))
 
     @router.get("/streams/{stream_id}/images/{image_id}", response_class=FileResponse, responses=ERRORS)
     async def get_catalogue_image(request: Request, stream_id: str, image_id: str) -> FileResponse:
-        state = get_state(request)
+        state = running(request)
 
         def find() -> Path:
-            return files.image(load_index(state, stream_id), image_id)
+            return files.image(state.load_index(stream_id), image_id)
 
         return _image_response(await anyio.to_thread.run_sync(find))
 
     @router.get("/streams/{stream_id}/clips", response_model=ClipsResponse, responses=ERRORS)
     async def get_clips(request: Request, stream_id: str) -> ClipsResponse:
-        state = get_state(request)
+        state = running(request)
 
         def find() -> ClipsResponse:
-            return ClipsResponse(stream_id=stream_id, clips=files.clips(load_index(state, stream_id)))
+            return ClipsResponse(stream_id=stream_id, clips=files.clips(state.load_index(stream_id)))
 
         return await anyio.to_thread.run_sync(find)
 
@@ -79,10 +75,10 @@ def demo_router(get_state: StateGetter, load_index: IndexLoader, catalogue_root:
         responses=ERRORS,
     )
     async def get_clip_frame(request: Request, stream_id: str, clip_id: str, position: int) -> FileResponse:
-        state = get_state(request)
+        state = running(request)
 
         def find() -> Path:
-            return files.clip_frame(load_index(state, stream_id), clip_id, position)
+            return files.clip_frame(state.load_index(stream_id), clip_id, position)
 
         return _image_response(await anyio.to_thread.run_sync(find))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from typing import Any
+from typing import Any, cast
 
 import faiss
 import numpy as np
@@ -67,7 +67,8 @@ class LockedGpuIndex:
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
-            return self.inner.search(vectors, k)
+            found: tuple[np.ndarray, np.ndarray] = self.inner.search(vectors, k)
+            return found
 
 
 def to_device(index: StreamIndex, device: int = 0) -> StreamIndex:
@@ -80,4 +81,5 @@ def to_device(index: StreamIndex, device: int = 0) -> StreamIndex:
         log.warning("index %s/%s stays on the CPU: %s", index.stream_id, index.version, exc)
         return index
     log.info("index %s/%s moved to GPU %d", index.stream_id, index.version, device)
-    return dataclasses.replace(index, index=LockedGpuIndex(gpu))
+    # the wrapper offers what the service reads of an index (d, ntotal, search), not all of faiss.Index
+    return dataclasses.replace(index, index=cast(faiss.Index, LockedGpuIndex(gpu)))

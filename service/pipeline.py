@@ -1,10 +1,12 @@
-"""The /identify flow: decode → detect → propose → embed → search (service/search.py) → aggregate.
+"""The identify flow over decoded frames: detect → propose → embed → search → aggregate, with stage timings.
 
-`identify` runs it synchronously in one worker thread, calling the models directly (the evaluator, and
-the service with WATCHBUY_BATCHING=false). `identify_batched` runs the same steps for concurrent
-requests: decoding, search and aggregation in worker threads, the detector and embedder calls through
-the shared batchers (service/batching.py), which put several requests into one model call. Both only
-read shared objects (ONNX Runtime sessions and FAISS CPU indexes are safe for concurrent reads).
+This is the one implementation behind both routes (through service/identify.py), the evaluator, the
+benchmarks, the cohort builder and the GPU check. The image models are called through a `ModelCalls`
+(service/calls.py: directly, or through the batchers shared by concurrent requests); the CPU work after
+them (text, search, evidence) runs in a worker thread of the service's limiter. The answer is ranked over
+a `RequestWindow` (service/sessions.py): the request alone, or a viewer session's recent requests, and
+the abstain decision is made once, on that ranking. Everything read here is shared read-only (ONNX
+Runtime sessions and FAISS CPU indexes are safe for concurrent reads).
 """
 
 from __future__ import annotations
@@ -24,25 +26,25 @@ from models.proposals import ProposalConfig, propose
 from models.types import Detection
 from service.aggregate import (
     AbstainThresholds,
-    BoxEvidence,
-    RankedProduct,
+    ProductScores,
     box_matches,
     frame_scores,
     rank_products,
+    score_products,
     should_abstain,
     text_bonus,
 )
-from service.batching import ModelBatchers
-from service.decode import DecodedFrame, decode_image
-from service.request_parsing import EncodedFrame
+from service.calls import ModelCalls
 from service.search import search
+from service.sessions import Alone, RequestWindow
+from service.values import BoxEvidence, DecodedFrame, FrameEvidence, Identification
+from watchbuy.settings import Settings
 
 STAGES = ("decode", "detect", "embed", "search", "aggregate")
 
 
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:
-    max_image_pixels: int
     neighbours_per_box: int = 20
     matches_per_box: int = 3
     abstain: AbstainThresholds = field(default_factory=lambda: AbstainThresholds(0.5))
@@ -51,27 +53,19 @@ class PipelineConfig:
     proposal_weights: Mapping[str, float] = field(default_factory=dict)
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
 
-
-@dataclass(frozen=True, slots=True)
-class FrameEvidence:
-    frame_index: int
-    width: int
-    height: int
-    boxes: tuple[BoxEvidence, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Identification:
-    stream_id: str
-    index_version: str
-    abstain: bool
-    products: tuple[RankedProduct, ...]
-    frames: tuple[FrameEvidence, ...]
-    timings_ms: dict[str, float]
-
-    @property
-    def n_boxes(self) -> int:
-        return sum(len(f.boxes) for f in self.frames)
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PipelineConfig:
+        return cls(
+            neighbours_per_box=settings.neighbours_per_box,
+            matches_per_box=settings.matches_per_box,
+            abstain=AbstainThresholds.from_settings(settings),
+            text_weight=settings.text_weight,
+            hubness_weight=settings.hubness_weight,
+            proposal_weights=settings.proposal_weights,
+            proposals=ProposalConfig(
+                always_full_frame=settings.propose_full_frame, center_crops=tuple(settings.propose_center_crops)
+            ),
+        )
 
 
 class StageTimer:
@@ -94,119 +88,93 @@ class StageTimer:
             self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - started) * 1000
 
 
+@dataclass(frozen=True, slots=True)
+class Proposals:
+    """Each frame's proposals, and one embedding row per proposal in frame order."""
+
+    boxes: tuple[tuple[Detection, ...], ...]
+    vectors: np.ndarray
+
+
 class Pipeline:
-    def __init__(self, models: Models, config: PipelineConfig) -> None:
+    def __init__(self, models: Models, config: PipelineConfig, limiter: anyio.CapacityLimiter) -> None:
         self.models = models
         self.config = config
+        self.limiter = limiter
 
-    def decode(self, frames: Sequence[EncodedFrame]) -> list[DecodedFrame]:
-        return [DecodedFrame(f.frame_index, decode_image(f.data, self.config.max_image_pixels)) for f in frames]
-
-    def identify(
-        self, frames: Sequence[EncodedFrame], index: StreamIndex, top_k: int, asr_text: str | None = None
-    ) -> Identification:
-        timer = StageTimer()
-        with timer.stage("decode"):
-            decoded = self.decode(frames)
-        return self.identify_decoded(decoded, index, top_k, asr_text, timer)
-
-    def identify_decoded(
+    async def identify(
         self,
-        decoded: Sequence[DecodedFrame],
+        frames: Sequence[DecodedFrame],
         index: StreamIndex,
+        calls: ModelCalls,
+        *,
         top_k: int,
         asr_text: str | None = None,
+        window: RequestWindow | None = None,
         timer: StageTimer | None = None,
     ) -> Identification:
-        """The flow after decoding, for frames decoded elsewhere (video); `timer` carries the decode."""
+        """The ranked products, box-level evidence and the abstain decision for `frames` against `index`."""
         timer = timer or StageTimer()
-        proposals, vectors = self.embed_proposals(decoded, timer)
-        return self.search_and_aggregate(decoded, proposals, vectors, index, top_k, asr_text, timer)
-
-    def embed_proposals(
-        self, decoded: Sequence[DecodedFrame], timer: StageTimer | None = None
-    ) -> tuple[list[list[Detection]], np.ndarray]:
-        """Detect and propose boxes in each frame, and embed them: one row of vectors per proposal, in order."""
-        timer = timer or StageTimer()
-        with timer.stage("detect"):
-            proposals = self._proposals(decoded, self.models.detector.detect_many([f.image for f in decoded]))
-        with timer.stage("embed"):
-            vectors = self.models.embedder.embed(self._crops(decoded, proposals))
-        return proposals, vectors
-
-    async def identify_batched(
-        self,
-        frames: Sequence[EncodedFrame],
-        index: StreamIndex,
-        top_k: int,
-        batchers: ModelBatchers,
-        limiter: anyio.CapacityLimiter,
-        asr_text: str | None = None,
-    ) -> Identification:
-        """`identify` for concurrent requests: model calls shared with other requests (raises Overloaded)."""
-        timer = StageTimer()
-        batchers.ensure_room(len(frames))  # refuse (429) before decoding when a model's queue is full
-        with timer.stage("decode"):
-            decoded = await anyio.to_thread.run_sync(self.decode, frames, limiter=limiter)
-        return await self.identify_decoded_batched(decoded, index, top_k, batchers, limiter, asr_text, timer)
-
-    async def identify_decoded_batched(
-        self,
-        decoded: Sequence[DecodedFrame],
-        index: StreamIndex,
-        top_k: int,
-        batchers: ModelBatchers,
-        limiter: anyio.CapacityLimiter,
-        asr_text: str | None = None,
-        timer: StageTimer | None = None,
-    ) -> Identification:
-        """`identify_decoded` with the model calls through the batchers (queue wait counts in the stage)."""
-        timer = timer or StageTimer()
-        with timer.stage("detect"):
-            proposals = self._proposals(decoded, await batchers.detector.submit([f.image for f in decoded]))
-        with timer.stage("embed"):
-            vectors = await batchers.embedder.submit(self._crops(decoded, proposals))
-        return await anyio.to_thread.run_sync(
-            self.search_and_aggregate, decoded, proposals, vectors, index, top_k, asr_text, timer, limiter=limiter,
+        proposals = await self.propose_and_embed(frames, calls, timer)
+        evidence, scores = await anyio.to_thread.run_sync(
+            self._score, frames, proposals, index, asr_text, timer, limiter=self.limiter
         )
-
-    def _proposals(
-        self, decoded: Sequence[DecodedFrame], detections: Sequence[Sequence[Detection]]
-    ) -> list[list[Detection]]:
-        config = self.config.proposals
-        return [propose(found, f.width, f.height, config) for f, found in zip(decoded, detections)]
-
-    @staticmethod
-    def _crops(decoded: Sequence[DecodedFrame], proposals: Sequence[Sequence[Detection]]) -> list[np.ndarray]:
-        return [crop(f.image, p.box) for f, props in zip(decoded, proposals) for p in props]
-
-    def search_and_aggregate(
-        self,
-        decoded: Sequence[DecodedFrame],
-        proposals: Sequence[Sequence[Detection]],
-        vectors: np.ndarray,
-        index: StreamIndex,
-        top_k: int,
-        asr_text: str | None,
-        timer: StageTimer,
-    ) -> Identification:
-        """The flow after the image models, shared by both ways of calling them: one search for all boxes."""
-        with timer.stage("embed"):
-            bonus = self._text_bonus(index, asr_text)
-        with timer.stage("search"):
-            sims, rows = search(index, vectors, self.config.neighbours_per_box, self.config.hubness_weight)
         with timer.stage("aggregate"):
-            evidence, per_frame = self._evidence(decoded, proposals, index, rows, sims)
-            products = rank_products(index, per_frame, top_k, bonus)
+            ranked_over = await (window or Alone("disabled")).window(scores)
+            products = rank_products(ranked_over.entries, index.titles, top_k)
             abstain = should_abstain(products, self.config.abstain.for_stream(index.stream_id))
         return Identification(
             stream_id=index.stream_id,
             index_version=index.version,
             abstain=abstain,
             products=tuple(products),
-            frames=tuple(evidence),
+            frames=evidence,
             timings_ms=timer.finish(),
+            smoothing=ranked_over.smoothing,
         )
+
+    async def propose_and_embed(
+        self, frames: Sequence[DecodedFrame], calls: ModelCalls, timer: StageTimer | None = None
+    ) -> Proposals:
+        """Detect and propose boxes in each frame, and embed them."""
+        timer = timer or StageTimer()
+        with timer.stage("detect"):
+            detections = await calls.detect([f.image for f in frames])
+            config = self.config.proposals
+            boxes = tuple(
+                tuple(propose(found, f.width, f.height, config)) for f, found in zip(frames, detections, strict=True)
+            )
+        with timer.stage("embed"):
+            crops = [crop(f.image, p.box) for f, props in zip(frames, boxes, strict=True) for p in props]
+            vectors = await calls.embed(crops)
+        return Proposals(boxes, vectors)
+
+    def _score(
+        self,
+        frames: Sequence[DecodedFrame],
+        proposals: Proposals,
+        index: StreamIndex,
+        asr_text: str | None,
+        timer: StageTimer,
+    ) -> tuple[tuple[FrameEvidence, ...], ProductScores]:
+        """The CPU work after the image models: one search for all boxes, the evidence, product scores."""
+        with timer.stage("embed"):
+            bonus = self._text_bonus(index, asr_text)
+        with timer.stage("search"):
+            sims, rows = search(index, proposals.vectors, self.config.neighbours_per_box, self.config.hubness_weight)
+        with timer.stage("aggregate"):
+            evidence, per_frame, start = [], [], 0
+            for frame, props in zip(frames, proposals.boxes, strict=True):
+                stop = start + len(props)
+                boxes = tuple(
+                    BoxEvidence(p, box_matches(index, rows[i], sims[i], self.config.matches_per_box))
+                    for i, p in zip(range(start, stop), props, strict=True)
+                )
+                evidence.append(FrameEvidence(frame.frame_index, frame.width, frame.height, boxes))
+                weights = np.array([self.config.proposal_weights.get(p.label, 1.0) for p in props], dtype=np.float32)
+                per_frame.append(frame_scores(index, rows[start:stop], sims[start:stop], weights))
+                start = stop
+            return tuple(evidence), score_products(per_frame, bonus)
 
     def _text_bonus(self, index: StreamIndex, asr_text: str | None) -> dict[str, float]:
         """Per-product score shift from the host's speech; empty without speech, titles or encoder."""
@@ -216,24 +184,3 @@ class Pipeline:
             return {}
         speech = self.models.text.encode([asr_text])[0]
         return text_bonus(index.text, speech, self.config.text_weight)
-
-    def _evidence(
-        self,
-        decoded: Sequence[DecodedFrame],
-        proposals: Sequence[Sequence[Detection]],
-        index: StreamIndex,
-        rows: np.ndarray,
-        sims: np.ndarray,
-    ) -> tuple[list[FrameEvidence], list[tuple[dict[str, float], float]]]:
-        evidence, per_frame, start = [], [], 0
-        for frame, props in zip(decoded, proposals):
-            stop = start + len(props)
-            boxes = tuple(
-                BoxEvidence(p, box_matches(index, rows[i], sims[i], self.config.matches_per_box))
-                for i, p in zip(range(start, stop), props)
-            )
-            evidence.append(FrameEvidence(frame.frame_index, frame.width, frame.height, boxes))
-            weights = np.array([self.config.proposal_weights.get(p.label, 1.0) for p in props], dtype=np.float32)
-            per_frame.append(frame_scores(index, rows[start:stop], sims[start:stop], weights))
-            start = stop
-        return evidence, per_frame

@@ -32,7 +32,9 @@ T = TypeVar("T")
 CHECK_SECONDS = 1.0
 BACKOFF_MIN_SECONDS, BACKOFF_MAX_SECONDS = 0.1, 2.0
 #: Errors that mean the connection (not the command) failed.
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+#: Any failure of a Redis call: a lost connection, or an error Redis answered with.
+REDIS_ERRORS: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, RedisError)
 
 
 class RedisUnavailable(Exception):
@@ -104,7 +106,7 @@ class RedisLink:
     async def _ping_once(self) -> bool:
         try:
             await self.client.ping()
-        except (*CONNECTION_ERRORS, RedisError) as exc:
+        except REDIS_ERRORS as exc:
             self._set_down(f"{type(exc).__name__}: {exc}")
             return False
         self._set_up()

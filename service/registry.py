@@ -74,7 +74,7 @@ class IndexRegistry:
             return
         key = registry_key(self._channel)
         versions = await self._link.run(lambda client: client.hmget(key, streams))
-        for stream_id, version in zip(streams, versions):
+        for stream_id, version in zip(streams, versions, strict=True):
             if is_version(version):
                 await self.apply(Announcement(stream_id, version))
 

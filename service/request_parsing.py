@@ -24,17 +24,10 @@ from service.errors import (
 )
 from service.multipart import FIELD_BYTES, form_errors, scalar_fields, validate_fields
 from service.schemas import ID_PATTERN, MAX_ASR_CHARS, IdentifyFields, IdentifyRequest
+from service.values import EncodedFrame, IdentifyQuery
 from watchbuy.settings import Settings
 
 _SCALAR_FIELDS = ("stream_id", "asr_text", "top_k", "session_id")
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedFrame:
-    """One frame as received: still-encoded image bytes and its index."""
-
-    frame_index: int
-    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +39,10 @@ class IdentifyInput:
     asr_text: str | None
     top_k: int
     session_id: str | None
+
+    @property
+    def query(self) -> IdentifyQuery:
+        return IdentifyQuery(self.stream_id, self.top_k, self.asr_text, self.session_id)
 
 
 async def parse_identify(request: Request, settings: Settings) -> IdentifyInput:
@@ -73,7 +70,7 @@ async def _parse_json(request: Request, settings: Settings) -> IdentifyInput:
     _check_limits(len(parsed.frames), parsed.top_k, settings)
     indices = _frame_indices([frame.frame_index for frame in parsed.frames])
     frames: list[EncodedFrame] = []
-    for position, (frame, index) in enumerate(zip(parsed.frames, indices)):
+    for position, (frame, index) in enumerate(zip(parsed.frames, indices, strict=True)):
         try:
             data = decode_base64(frame.image)
         except InvalidBase64 as exc:
@@ -97,7 +94,7 @@ async def _parse_multipart(request: Request, settings: Settings) -> IdentifyInpu
     parsed = validate_fields(IdentifyFields, fields)
     _check_limits(len(contents), parsed.top_k, settings)
     indices = _frame_indices(_form_indices(raw_indices, len(contents)))
-    frames = [EncodedFrame(frame_index=index, data=data) for index, data in zip(indices, contents)]
+    frames = [EncodedFrame(frame_index=index, data=data) for index, data in zip(indices, contents, strict=True)]
     return _to_input(parsed, frames)
 
 
@@ -163,7 +160,8 @@ def _identify_json_schema() -> dict[str, Any]:
             return [inline(value) for value in node]
         return node
 
-    return inline(schema)
+    inlined: dict[str, Any] = inline(schema)
+    return inlined
 
 
 def _identify_multipart_schema() -> dict[str, Any]:

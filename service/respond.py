@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from indexer.store import StreamIndex
 from models.loader import LoadedModel, Models
-from service.pipeline import Identification
 from service.schemas import (
     BoxMatchOut,
     BoxOut,
@@ -18,14 +17,14 @@ from service.schemas import (
     StreamInfo,
     TimingsOut,
 )
-from service.sessions import Smoothing
+from service.values import Identification
 
 
 def _r(value: float, digits: int = 4) -> float:
     return round(float(value), digits)
 
 
-def identify_response(result: Identification, smoothing: Smoothing | None = None) -> IdentifyResponse:
+def identify_response(result: Identification) -> IdentifyResponse:
     frames = [
         FrameOut(
             frame_index=frame.frame_index,
@@ -58,8 +57,8 @@ def identify_response(result: Identification, smoothing: Smoothing | None = None
         products=[ProductOut(product_id=p.product_id, score=_r(p.score), title=p.title) for p in result.products],
         frames=frames,
         timings_ms=TimingsOut(**{k: _r(v, 2) for k, v in result.timings_ms.items()}),
-        smoothing=None if smoothing is None else SmoothingOut(
-            applied=smoothing.applied, window=smoothing.window, reason=smoothing.reason
+        smoothing=SmoothingOut(
+            applied=result.smoothing.applied, window=result.smoothing.window, reason=result.smoothing.reason
         ),
     )
 

@@ -6,7 +6,7 @@ Limits that depend on `Settings` (frame count, top_k upper bound) are checked in
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -103,7 +103,7 @@ class IdentifyResponse(BaseModel):
     products: list[ProductOut]
     frames: list[FrameOut]
     timings_ms: TimingsOut
-    smoothing: SmoothingOut | None = Field(None, description="Session smoothing (temporal) of `products`.")
+    smoothing: SmoothingOut = Field(description="Session smoothing (temporal) of `products`.")
 
 
 class VideoFrameOut(BaseModel):
@@ -180,3 +180,8 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's OpenAPI `responses`: the error body documented for each of these statuses."""
+    return {status: {"model": ErrorResponse} for status in statuses}

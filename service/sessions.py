@@ -1,13 +1,12 @@
-"""Temporal smoothing for /identify: a viewer session's recent requests, averaged, in Redis.
+"""The window of requests an answer is ranked over: the request alone, or a viewer session's recent ones.
 
 A request with a `session_id` stores its product scores (the best `CANDIDATES` products and the lowest
 of them as the floor) at the head of the Redis list `watchbuy:session:<stream>:<session>`, trimmed to
 `WATCHBUY_SESSION_WINDOW` entries and expiring `WATCHBUY_SESSION_TTL_SECONDS` after the last request,
-all in one MULTI/EXEC that also reads the window back. Products are ranked by their mean score over
-the window, a request that did not retrieve a product counting with its floor (the rule
-service/aggregate.py applies across frames), so a player asking every few seconds gets a stable
-answer. Products no longer in the stream's current index are dropped. Without Redis, without a
-session_id, or while Redis is down, the request's own ranking is returned and `applied` is false.
+all in one MULTI/EXEC that also reads the window back. The pipeline then ranks over that window
+(service/aggregate.py: mean score, a request that did not retrieve a product counting with its floor), so
+a player asking every few seconds gets a stable answer. Without Redis, without a session_id, or while
+Redis is down, the window is the request alone and `Smoothing.applied` is false.
 """
 
 from __future__ import annotations
@@ -15,13 +14,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
-from service.aggregate import AbstainThresholds, RankedProduct, should_abstain
+from redis.asyncio import Redis
+
+from service.aggregate import ProductScores, Scored
 from service.metrics import Metrics
-from service.pipeline import Identification
 from service.redis_client import RedisLink, RedisUnavailable
+from service.values import Smoothing
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +31,6 @@ log = logging.getLogger(__name__)
 #: counts when it was 1st a moment ago).
 CANDIDATES = 20
 KEY_PREFIX = "watchbuy:session"
-
-
-@dataclass(frozen=True, slots=True)
-class Smoothing:
-    """What the response says: whether the session window was used, over how many requests, why not."""
-
-    applied: bool
-    window: int
-    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +42,30 @@ class SessionEntry:
     floor: float
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The requests to rank over (the current one included) and what the response says about them."""
+
+    entries: tuple[Scored, ...]
+    smoothing: Smoothing
+
+
+class RequestWindow(Protocol):
+    """Where the current request's scores go and which requests the answer is ranked over."""
+
+    async def window(self, scores: ProductScores) -> Window: ...
+
+
 def session_key(stream_id: str, session_id: str) -> str:
     """Both ids match `[A-Za-z0-9._-]{1,128}` (validated at the edge), so the key is unambiguous."""
     return f"{KEY_PREFIX}:{stream_id}:{session_id}"
 
 
-def make_entry(products: Sequence[RankedProduct], at: float) -> SessionEntry:
-    scores = {p.product_id: round(float(p.score), 6) for p in products[:CANDIDATES]}
-    return SessionEntry(at=at, scores=scores, floor=min(scores.values(), default=0.0))
+def make_entry(scores: ProductScores, at: float) -> SessionEntry:
+    """The request's best CANDIDATES products (rounded for storage), their lowest score as the floor."""
+    best = sorted(scores.scores.items(), key=lambda item: (-item[1], item[0]))[:CANDIDATES]
+    kept = {pid: round(float(score), 6) for pid, score in best}
+    return SessionEntry(at=at, scores=kept, floor=min(kept.values(), default=0.0))
 
 
 def encode_entry(entry: SessionEntry) -> str:
@@ -73,91 +82,78 @@ def decode_entry(text: object) -> SessionEntry | None:
         return None
 
 
-def smooth_scores(entries: Sequence[SessionEntry], titles: Mapping[str, str]) -> list[tuple[str, float]]:
-    """Mean score per product over `entries` (absent → that entry's floor), best first.
+@dataclass(frozen=True, slots=True)
+class Alone:
+    """No session window: the request is ranked on its own (`reason` says why, and is counted)."""
 
-    Only products in `titles` (the stream's current index) are ranked.
-    """
-    if not entries:
-        return []
-    candidates = {pid for entry in entries for pid in entry.scores if pid in titles}
-    means = {
-        pid: sum(entry.scores.get(pid, entry.floor) for entry in entries) / len(entries) for pid in candidates
-    }
-    return sorted(means.items(), key=lambda item: (-item[1], item[0]))
+    reason: str
+    metrics: Metrics | None = None
+
+    async def window(self, scores: ProductScores) -> Window:
+        if self.metrics is not None:
+            self.metrics.count_smoothing(self.reason)
+        return Window((scores,), Smoothing(applied=False, window=1, reason=self.reason))
 
 
 class Sessions:
-    """The session window in Redis and the re-ranking of one /identify result."""
+    """The session windows in Redis."""
 
-    def __init__(
-        self, link: RedisLink, window: int, ttl_seconds: int, abstain: AbstainThresholds, metrics: Metrics
-    ) -> None:
+    def __init__(self, link: RedisLink, window: int, ttl_seconds: int, metrics: Metrics) -> None:
         self._link = link
         self._window = window
         self._ttl = ttl_seconds
-        self._abstain = abstain
         self._metrics = metrics
 
     async def fold(self, stream_id: str, session_id: str, entry: SessionEntry) -> list[SessionEntry]:
         """Push `entry`, trim, refresh the TTL, and return the window (newest first, expired dropped)."""
         key = session_key(stream_id, session_id)
 
-        async def push(client) -> list[str]:  # type: ignore[no-untyped-def]
+        async def push(client: Redis) -> list[str]:
             async with client.pipeline(transaction=True) as pipe:
                 pipe.lpush(key, encode_entry(entry))
                 pipe.ltrim(key, 0, self._window - 1)
                 pipe.expire(key, self._ttl)
                 pipe.lrange(key, 0, self._window - 1)
                 results = await pipe.execute()
-            return results[-1]
+            stored: list[str] = results[-1]
+            return stored
 
         stored = await self._link.run(push)
         oldest = entry.at - self._ttl
         entries = [e for e in map(decode_entry, stored) if e is not None and e.at >= oldest]
         return entries or [entry]
 
-    async def smooth(
-        self, session_id: str, result: Identification, titles: Mapping[str, str], top_k: int
-    ) -> tuple[Identification, Smoothing]:
-        """Fold `result` into the session and re-rank by the window; unsmoothed if Redis fails."""
-        entry = make_entry(result.products, time.time())
+    def of(self, stream_id: str, session_id: str) -> SessionWindow:
+        return SessionWindow(self, stream_id, session_id, self._metrics)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionWindow:
+    """One viewer session's window; the request alone (reason `redis_unavailable`) when Redis fails."""
+
+    sessions: Sessions
+    stream_id: str
+    session_id: str
+    metrics: Metrics
+
+    async def window(self, scores: ProductScores) -> Window:
         try:
-            entries = await self.fold(result.stream_id, session_id, entry)
+            entries: Sequence[Scored] = await self.sessions.fold(
+                self.stream_id, self.session_id, make_entry(scores, time.time())
+            )
         except RedisUnavailable as exc:
             log.debug("session smoothing skipped: %s", exc)
-            return unsmoothed(result, top_k, "redis_unavailable", self._metrics)
-        ranked = smooth_scores(entries, titles)[:top_k]
-        products = tuple(RankedProduct(pid, score, titles.get(pid, "")) for pid, score in ranked)
-        self._metrics.count_smoothing("applied")
-        smoothed = replace(result, products=products, abstain=should_abstain(products, self._abstain.for_stream(result.stream_id)))
-        return smoothed, Smoothing(applied=True, window=len(entries))
+            return await Alone("redis_unavailable", self.metrics).window(scores)
+        self.metrics.count_smoothing("applied")
+        return Window(tuple(entries), Smoothing(applied=True, window=len(entries)))
 
 
-def candidates(sessions: Sessions | None, session_id: str | None, top_k: int) -> int:
-    """How many products to ask the pipeline for: more than top_k when the session will be smoothed."""
-    return max(top_k, CANDIDATES) if sessions is not None and session_id else top_k
-
-
-def unsmoothed(
-    result: Identification, top_k: int, reason: str, metrics: Metrics | None = None
-) -> tuple[Identification, Smoothing]:
-    if metrics is not None:
-        metrics.count_smoothing(reason)
-    return replace(result, products=result.products[:top_k]), Smoothing(applied=False, window=1, reason=reason)
-
-
-async def apply_session(
-    sessions: Sessions | None,
-    session_id: str | None,
-    result: Identification,
-    titles: Mapping[str, str],
-    top_k: int,
-    metrics: Metrics,
-) -> tuple[Identification, Smoothing]:
-    """The route's one call: smoothed when a session and Redis are there, else the request's ranking."""
+def request_window(
+    sessions: Sessions | None, stream_id: str, session_id: str | None, metrics: Metrics | None = None
+) -> RequestWindow:
+    """The session's window when sessions are on (Redis configured) and the request names one."""
     if sessions is None:
-        return unsmoothed(result, top_k, "disabled", metrics)
+        return Alone("disabled", metrics)
     if not session_id:
-        return unsmoothed(result, top_k, "no_session", metrics)
-    return await sessions.smooth(session_id, result, titles, top_k)
+        return Alone("no_session", metrics)
+    return sessions.of(stream_id, session_id)

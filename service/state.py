@@ -1,28 +1,31 @@
-"""What one running service holds: settings, models, pipeline, batchers, index cache, metrics."""
+"""What one running service holds (settings, models, pipeline, how models are called, indexes, metrics,
+Redis) and its start-up and shutdown steps."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
 import faiss
+from starlette.requests import Request
 
 from indexer.store import IndexStore, StreamIndex
 from models.artifacts import COHORT_ROLE
 from models.loader import Models, load_configured_models
-from models.proposals import ProposalConfig
-from service.aggregate import AbstainThresholds
 from service.auth import RateLimiter
 from service.batching import ModelBatchers, start_batchers
+from service.calls import DirectCalls, ModelCalls
+from service.errors import ServiceUnavailable
 from service.indexes import IndexCache
 from service.metrics import Metrics
-from service.pipeline import Identification, Pipeline, PipelineConfig
+from service.pipeline import Pipeline, PipelineConfig
 from service.redis_client import RedisLink
 from service.registry import IndexRegistry
-from service.request_parsing import EncodedFrame
-from service.sessions import Sessions
+from service.sessions import RequestWindow, Sessions, request_window
+from service.streams import load_index
 from watchbuy.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,7 +38,8 @@ class ServiceState:
     pipeline: Pipeline
     indexes: IndexCache
     metrics: Metrics
-    limiter: anyio.CapacityLimiter
+    limiter: anyio.CapacityLimiter  # worker threads for CPU work off the event loop
+    direct: DirectCalls
     # set by start_redis when WATCHBUY_REDIS_URL is set (None = one machine, no Redis)
     redis: RedisLink | None = None
     registry: IndexRegistry | None = None
@@ -44,17 +48,26 @@ class ServiceState:
     # set by start_batching when WATCHBUY_BATCHING is true (None = each request calls the models itself)
     batchers: ModelBatchers | None = None
 
-    async def identify(
-        self, frames: Sequence[EncodedFrame], index: StreamIndex, top_k: int, asr_text: str | None = None
-    ) -> Identification:
-        """The pipeline: model calls batched across requests, or (batching off) all in one worker thread."""
-        if self.batchers is not None:
-            return await self.pipeline.identify_batched(
-                frames, index, top_k, self.batchers, self.limiter, asr_text
-            )
-        return await anyio.to_thread.run_sync(
-            self.pipeline.identify, frames, index, top_k, asr_text, limiter=self.limiter
-        )
+    @property
+    def calls(self) -> ModelCalls:
+        """How this service calls the models now: the shared batchers when running, else directly."""
+        return self.batchers if self.batchers is not None else self.direct
+
+    def load_index(self, stream_id: str) -> StreamIndex:
+        """The stream's current index, or the API error saying why there is none (blocking: a worker thread)."""
+        return load_index(self.indexes, self.models, stream_id)
+
+    def window(self, stream_id: str, session_id: str | None) -> RequestWindow:
+        """The requests an answer for this viewer session is ranked over."""
+        return request_window(self.sessions, stream_id, session_id, self.metrics)
+
+
+def running(request: Request) -> ServiceState:
+    """The app's running state; 503 while it is still starting (or already stopped)."""
+    state: ServiceState | None = request.app.state.service
+    if state is None:
+        raise ServiceUnavailable("the service is starting; retry shortly")
+    return state
 
 
 def start_service(settings: Settings, metrics: Metrics) -> ServiceState:
@@ -68,7 +81,7 @@ def start_service(settings: Settings, metrics: Metrics) -> ServiceState:
         log.info("%s %s on %s", record.role, record.name, list(loaded.session.providers))
     if models.cohort is not None:  # vectors, not a session: no provider
         metrics.set_model(COHORT_ROLE, models.cohort.name, "none", models.cohort.sha256)
-    pipeline = Pipeline(models, pipeline_config(settings))
+    limiter = anyio.CapacityLimiter(settings.inference_threads)
 
     def refresh_stream_gauges() -> None:
         metrics.set_loaded_streams({i.stream_id: i.n_vectors for i in indexes.loaded()})
@@ -82,31 +95,12 @@ def start_service(settings: Settings, metrics: Metrics) -> ServiceState:
     return ServiceState(
         settings=settings,
         models=models,
-        pipeline=pipeline,
+        pipeline=Pipeline(models, PipelineConfig.from_settings(settings), limiter),
         indexes=indexes,
         metrics=metrics,
-        limiter=anyio.CapacityLimiter(settings.inference_threads),
+        limiter=limiter,
+        direct=DirectCalls(models, limiter),
     )
-
-
-def pipeline_config(settings: Settings) -> PipelineConfig:
-    """The /identify pipeline's configuration from the settings (the service, the evaluator, the cohort)."""
-    return PipelineConfig(
-        max_image_pixels=settings.max_image_pixels,
-        neighbours_per_box=settings.neighbours_per_box,
-        matches_per_box=settings.matches_per_box,
-        abstain=abstain_thresholds(settings),
-        text_weight=settings.text_weight,
-        hubness_weight=settings.hubness_weight,
-        proposal_weights=settings.proposal_weights,
-        proposals=ProposalConfig(
-            always_full_frame=settings.propose_full_frame, center_crops=tuple(settings.propose_center_crops)
-        ),
-    )
-
-
-def abstain_thresholds(settings: Settings) -> AbstainThresholds:
-    return AbstainThresholds(settings.abstain_threshold, tuple(settings.abstain_threshold_overrides.items()))
 
 
 async def start_redis(state: ServiceState) -> None:
@@ -120,9 +114,7 @@ async def start_redis(state: ServiceState) -> None:
     link = RedisLink(settings.redis_url, settings.redis_timeout_seconds, state.metrics)
     await link.start()
     state.redis = link
-    state.sessions = Sessions(
-        link, settings.session_window, settings.session_ttl_seconds, abstain_thresholds(settings), state.metrics
-    )
+    state.sessions = Sessions(link, settings.session_window, settings.session_ttl_seconds, state.metrics)
     if settings.rate_limit_per_minute:
         state.rate_limiter = RateLimiter(link, settings.rate_limit_per_minute, state.metrics)
     state.registry = IndexRegistry(link, state.indexes, settings.registry_channel, state.metrics)
@@ -146,3 +138,17 @@ async def stop_redis(state: ServiceState) -> None:
         await state.registry.aclose()
     if state.redis is not None:
         await state.redis.aclose()
+
+
+@asynccontextmanager
+async def serving(settings: Settings, metrics: Metrics) -> AsyncIterator[ServiceState]:
+    """A started service on this event loop (models, Redis, batchers), stopped on exit: the app's lifespan,
+    and what the in-process evaluator and the benchmarks run without HTTP."""
+    state = await anyio.to_thread.run_sync(start_service, settings, metrics)
+    await start_redis(state)
+    await start_batching(state)
+    try:
+        yield state
+    finally:
+        await stop_batching(state)
+        await stop_redis(state)

@@ -14,8 +14,9 @@ from io import BytesIO
 import av
 import numpy as np
 
-from service.decode import DecodedFrame, sniff_format
+from service.decode import sniff_format
 from service.errors import ApiError, ImageTooLarge, InvalidVideo, UnsupportedVideoFormat, VideoTooLong
+from service.values import DecodedFrame
 
 #: Demuxer (FFmpeg short name) per container the first bytes identify.
 _DEMUXERS = {"mp4": "mp4", "webm": "webm"}

@@ -20,7 +20,6 @@ from service.errors import (
     VideoTooLarge,
 )
 from service.multipart import FIELD_BYTES, form_errors, scalar_fields, validate_fields
-from service.pipeline import Identification
 from service.respond import identify_response
 from service.schemas import (
     ID_PATTERN,
@@ -30,7 +29,7 @@ from service.schemas import (
     VideoFrameOut,
     VideoOut,
 )
-from service.sessions import Smoothing
+from service.values import Identification, IdentifyQuery
 from service.video import SampledVideo
 from watchbuy.settings import Settings
 
@@ -46,6 +45,10 @@ class VideoInput:
     top_k: int
     session_id: str | None
     return_frames: bool
+
+    @property
+    def query(self) -> IdentifyQuery:
+        return IdentifyQuery(self.stream_id, self.top_k, self.asr_text, self.session_id)
 
 
 async def parse_video_request(request: Request, settings: Settings) -> VideoInput:
@@ -84,9 +87,7 @@ async def _read_video(form: FormData, max_bytes: int) -> bytes:
     return await upload.read()
 
 
-def video_response(
-    result: Identification, video: SampledVideo, with_images: bool, smoothing: Smoothing | None = None
-) -> IdentifyVideoResponse:
+def video_response(result: Identification, video: SampledVideo, with_images: bool) -> IdentifyVideoResponse:
     """/identify's answer for the sampled frames, plus the `video` part."""
     sampled = [
         VideoFrameOut(
@@ -97,7 +98,7 @@ def video_response(
         for frame, time_s in zip(video.frames, video.times_s, strict=True)
     ]
     return IdentifyVideoResponse(
-        **identify_response(result, smoothing).model_dump(),
+        **identify_response(result).model_dump(),
         video=VideoOut(
             duration_s=video.duration_s, fps=video.fps, frames_decoded=video.decoded, sampled=sampled
         ),

@@ -34,12 +34,15 @@ class Settings(BaseSettings):
         "weights, or an ensemble of them such as the default: v6 (Lite1) + v4 (Lite0)).",
     )
     # 1: measured on the 2-core box, two single-threaded calls at once beat one call on 2 spinning threads
-    intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads per session (0 = runtime default).")
+    intra_op_threads: int = Field(
+        1, ge=0, description="ONNX Runtime intra-op threads per session (0 = runtime default)."
+    )
     execution_providers: list[str] | None = Field(
         None, description="Override the provider preference order, e.g. [\"CPUExecutionProvider\"]."
     )
     inference_backend: Literal["auto", "tensorrt", "onnxruntime"] = Field(
-        "auto", description="auto: native TensorRT when it can run here, else ONNX Runtime (models/runtime.py)."
+        "auto",
+        description="auto: native TensorRT when it can run here, else ONNX Runtime (models/sessions/backend.py).",
     )
 
     # --- detector and proposals ----------------------------------------------------------------
@@ -84,7 +87,7 @@ class Settings(BaseSettings):
     )
     abstain_threshold_overrides: dict[str, float] = Field(
         # grocery catalogues (packshots against shop photos) score differently: calibrated like the default
-        # on the grocery-train photos that training held out (scripts/heldout_clips.py)
+        # on the grocery-train photos that training held out (`watchbuy heldout-clips`)
         default_factory=lambda: {"grocery-*": 0.65},
         description="Per-stream abstain thresholds: glob pattern on the stream id → threshold; the first "
         'matching pattern wins, other streams use abstain_threshold. E.g. {"grocery-*": 0.6}.',
@@ -145,7 +148,8 @@ class Settings(BaseSettings):
     )
     registry_channel: str = Field(
         "watchbuy:indexes", min_length=1,
-        description="Pub/sub channel the indexer announces new versions on (the hash `<channel>:current` records them).",
+        description="Pub/sub channel the indexer announces new versions on "
+        "(the hash `<channel>:current` records them).",
     )
     session_window: int = Field(5, ge=1, le=100, description="Recent /identify requests a session's ranking averages.")
     session_ttl_seconds: int = Field(300, ge=1, description="A session is forgotten this long after its last request.")

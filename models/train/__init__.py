@@ -1,1 +1,0 @@
-"""Metric-learning fine-tuning of the embedder (torch; never imported by the service)."""

@@ -1,3 +1,0 @@
-from models.train.train import main
-
-raise SystemExit(main())
