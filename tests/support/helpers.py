@@ -1,15 +1,20 @@
-"""Small helpers shared by test modules: tiny indexes (and publishing one), and polling with a bound."""
+"""Small helpers shared by test modules: tiny indexes (publishing one, a corrupt copy), polling with a
+bound, and product scores for the session-window tests."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import faiss
 import numpy as np
 import pytest
 
-from indexer.store import IndexStore, VectorEntry
+from indexer.store import INDEX_FILE, MANIFEST_FILE, IndexStore, VectorEntry, new_version_name
+from service.aggregate import ProductScores
 
 TINY_DIM = 8
 STORE_DIM = 16
@@ -48,3 +53,25 @@ def wait_for(predicate: Callable[[], object], what: str, timeout: float = WAIT_S
             return
         time.sleep(interval)
     pytest.fail(f"timed out waiting for {what}")
+
+
+def corrupt_copy(root: Path, stream_id: str, version: str) -> str:
+    """A new, newer-named version whose index file is truncated (its manifest checksum no longer fits)."""
+    bad = new_version_name()
+    shutil.copytree(root / stream_id / version, root / stream_id / bad)
+    manifest_path = root / stream_id / bad / MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text())
+    manifest["version"] = bad
+    manifest_path.write_text(json.dumps(manifest))
+    index_path = root / stream_id / bad / INDEX_FILE
+    index_path.write_bytes(index_path.read_bytes()[:-100])
+    return bad
+
+
+#: Product titles of the session-window tests (the stream's current index; "x" is not in it).
+TITLES = {"a": "A", "b": "B", "c": "C", "gone": ""}
+
+
+def product_scores(*scores: tuple[str, float]) -> ProductScores:
+    """One request's product scores (its floor: the lowest of them)."""
+    return ProductScores(dict(scores), min(score for _, score in scores))

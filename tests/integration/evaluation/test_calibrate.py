@@ -1,4 +1,4 @@
-"""The abstain calibration rule of `watchbuy calibrate` on hand-made sweeps and a real report layout."""
+"""`watchbuy calibrate` as a command, on a report laid out as the evaluator writes it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Catalogue readers: WAB and JSONL layouts, broken entries, strict mode, the real dev data."""
+"""Catalogue readers on the real dev data in ../shared."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""YOLOX-Nano detector: letterbox, grid decode, NMS and postprocess maths; the real model on a real frame."""
+"""The real YOLOX-Nano on real frames: the person found, the class whitelist, a blank image."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Execution providers, model artifact checks (manifest, size, sha256, signature), the embedder, fetch."""
+"""The real model files: providers, artifact checks (manifest, size, sha256, signature), the embedder, fetch."""
 
 from __future__ import annotations
 

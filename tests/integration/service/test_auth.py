@@ -1,4 +1,4 @@
-"""API keys and the per-key rate limit: pure helpers, the limiter on a real redis-server, a real server."""
+"""API keys and the per-key rate limit with a real redis-server and a real server."""
 
 from __future__ import annotations
 

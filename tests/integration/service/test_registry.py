@@ -1,12 +1,10 @@
 """The Redis index registry: announce after publish, every replica switches, corrupt versions refused.
 
-Real redis-server throughout; the last test runs two real uvicorn replicas and the real indexer CLI.
-"""
+Real redis-server throughout; the last tests run two real uvicorn replicas and the real indexer command."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import subprocess
@@ -18,31 +16,18 @@ from pathlib import Path
 import httpx
 import pytest
 from support.data import PROJECT_DIR, SLICE_STREAM
-from support.helpers import WAIT_S, publish_tiny, wait_for
+from support.helpers import WAIT_S, corrupt_copy, publish_tiny, wait_for
 from support.live_server import LiveServer
 from support.redis_server import RedisServer, free_port
 
 from indexer.announce import announce_version, decode_announcement, registry_key
-from indexer.store import CURRENT_FILE, INDEX_FILE, MANIFEST_FILE, IndexStore, new_version_name
+from indexer.store import CURRENT_FILE, IndexStore
 from service.indexes import IndexCache
 from service.metrics import Metrics
 from service.redis_client import RedisLink
 from service.registry import IndexRegistry
 
 CHANNEL = "watchbuy:indexes"
-
-
-def corrupt_copy(root: Path, stream_id: str, version: str) -> str:
-    """A new, newer-named version whose index file is truncated (its manifest checksum no longer fits)."""
-    bad = new_version_name()
-    shutil.copytree(root / stream_id / version, root / stream_id / bad)
-    manifest_path = root / stream_id / bad / MANIFEST_FILE
-    manifest = json.loads(manifest_path.read_text())
-    manifest["version"] = bad
-    manifest_path.write_text(json.dumps(manifest))
-    index_path = root / stream_id / bad / INDEX_FILE
-    index_path.write_bytes(index_path.read_bytes()[:-100])
-    return bad
 
 
 @pytest.mark.asyncio

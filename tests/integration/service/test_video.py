@@ -1,4 +1,4 @@
-"""Video clips: sampling with PyAV (service/video.py) and POST /identify/video on the real service."""
+"""Real clips: the studio videos of ../shared, and POST /identify/video on the real service."""
 
 from __future__ import annotations
 

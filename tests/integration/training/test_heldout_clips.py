@@ -1,5 +1,4 @@
-"""Training pieces: pairs only from *-train sets, product-unique batches, augmentations, one real
-optimisation step, and the fp16 weights round trip into an ONNX export."""
+"""`watchbuy heldout-clips` reproduces a training run's split: its clips are the validation pairs."""
 
 from __future__ import annotations
 

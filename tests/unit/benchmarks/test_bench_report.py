@@ -1,9 +1,4 @@
-"""`make bench` and `make loadtest` on tiny sizes: every benchmark runs for real (real models, real frames,
-a real uvicorn server, real FAISS indexes, real locust) and writes its reports in the agreed structure.
-
-No speed is asserted: the numbers of a smoke run mean nothing; the structure, the exactness of Flat
-search, and the absence of errors at low concurrency are what is checked.
-"""
+"""The benchmarks' pure helpers: percentiles, sizes, and the FAISS recommendation rule."""
 
 from __future__ import annotations
 

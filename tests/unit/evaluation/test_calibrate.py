@@ -1,4 +1,4 @@
-"""The abstain calibration rule of `watchbuy calibrate` on hand-made sweeps and a real report layout."""
+"""The abstain calibration rule (`watchbuy calibrate`) on hand-made sweeps."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Index builds with the real models on real catalogue slices: vectors, manifest, issues, strict mode, CLI."""
+"""Index building without models: search parameters that do not fit the factory are a build error."""
 
 from __future__ import annotations
 

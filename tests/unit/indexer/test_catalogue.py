@@ -1,4 +1,4 @@
-"""Catalogue readers: WAB and JSONL layouts, broken entries, strict mode, the real dev data."""
+"""Catalogue readers: WAB and JSONL layouts, broken entries, strict mode."""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
-"""Backend selection: this CPU machine picks ONNX Runtime on the CPU and says why; the decision table; the
-TensorRT module and scripts degrade clearly without a GPU; FAISS stays on the CPU without one.
+"""Backend selection from given facts: this CPU machine picks ONNX Runtime and says why; the decision table;
+the TensorRT module imports and refuses clearly; engine cache keys; the GPU FAISS wrapper.
 
-No test here pretends a GPU run: the decision-table test feeds `choose_backend` explicit facts (a probe
-result, a provider list) and checks only the decision. The TensorRT path itself runs in `make gpu-check`.
-"""
+No test here pretends a GPU ran."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""YOLOX-Nano detector: letterbox, grid decode, NMS and postprocess maths; the real model on a real frame."""
+"""YOLOX-Nano detector maths: letterbox, grid decode, NMS and postprocess."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Execution providers, model artifact checks (manifest, size, sha256, signature), the embedder, fetch."""
+"""Execution providers chosen from what is installed, an empty model folder refused, crops clipped."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""API keys and the per-key rate limit: pure helpers, the limiter on a real redis-server, a real server."""
+"""API keys: header parsing, constant-time matching, the open paths, rate-limit settings."""
 
 from __future__ import annotations
 

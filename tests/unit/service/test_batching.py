@@ -1,10 +1,4 @@
-"""Dynamic micro-batching with the real models: batches form, answers equal unbatched calls, the queue
-is bounded (429 + Retry-After through the real app), cancelled callers leave nothing behind, and a
-failing model call fails only its own batch.
-
-Where a test needs a queue to exist, a `Gate` holds the real model call until the test releases it,
-so the order of events is fixed rather than timed.
-"""
+"""The batcher's refusal: `Overloaded` carries Retry-After."""
 
 from __future__ import annotations
 

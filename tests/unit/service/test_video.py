@@ -1,4 +1,4 @@
-"""Video clips: sampling with PyAV (service/video.py) and POST /identify/video on the real service."""
+"""Video sampling with PyAV (service/video.py): rate, spread, duration and pixel limits, bad input."""
 
 from __future__ import annotations
 
