@@ -103,7 +103,7 @@ compose-check: ## validate the deployment files: docker-compose config, promtool
 	docker-compose -f docker-compose.yml config -q
 	docker-compose -f docker-compose.yml -f deploy/compose.gpu.yml config -q
 	cd deploy/prometheus && promtool check config prometheus.yml && promtool test rules alerts_test.yml
-	$(VENV_PY) -m pytest -q tests/test_deploy.py
+	$(VENV_PY) -m pytest -q tests/integration/deploy/test_deploy.py
 
 clean: ## remove var/ and build junk (keeps .venv)
 	rm -rf var build dist test-output .pytest_cache .ruff_cache *.egg-info

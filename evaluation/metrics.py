@@ -329,7 +329,7 @@ DEFINITIONS: dict[str, str] = {
                        "abstained / (that + positive normal clips abstained); clip_f1_with_missing = clip F1 "
                        "over the normal and held-out passes together (held-out clips are negatives)",
     "abstain_rate_normal": "share of positive normal-pass clips on which the service abstained",
-    "latency": "median wall time per clip around the identify call (in process: load_index + "
-               "Pipeline.identify + response shaping; HTTP: the POST round trip incl. base64); "
+    "latency": "median wall time per clip around the identify call (in process: the routes' request path, "
+               "service.identify.identify, + response shaping; HTTP: the POST round trip incl. base64); "
                "pipeline_median: the service's own timings_ms.total",
 }

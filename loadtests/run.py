@@ -57,7 +57,7 @@ def ensure_indexes(streams: list[str]) -> None:
     for stream in streams:
         if store.current_version(stream) is None:
             print(f"building the index of {stream} …", flush=True)
-            subprocess.run([sys.executable, "-m", "indexer", "build", "--stream", stream], cwd=ROOT, check=True)
+            subprocess.run([sys.executable, "-m", "watchbuy", "build-index", "--stream", stream], cwd=ROOT, check=True)
 
 
 def run_locust(url: str, args: argparse.Namespace, out_dir: Path) -> int:

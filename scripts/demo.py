@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build_index(stream: str, catalogue: Path) -> None:
-    cmd = [sys.executable, "-m", "indexer", "build", "--stream", stream, "--catalogue", str(catalogue)]
+    cmd = [sys.executable, "-m", "watchbuy", "build-index", "--stream", stream, "--catalogue", str(catalogue)]
     subprocess.run(cmd, check=True)
 
 
