@@ -5,7 +5,7 @@ A training run saves into its own folder (`<work dir>/<name>.npz` and a one-entr
 `adopt` copies a run into `models/weights/`, so the package holds the weights the project uses, not every run.
 
 A manifest entry may also name an ensemble instead of a file: `"members": [{"name", "weight", "sha256"}]`,
-trained entries pinned by their sha256, exported together as one embedder (models/nets/ensemble.py).
+trained entries pinned by their sha256, exported together as one embedder (training/nets/ensemble.py).
 An entry may carry a `"cohort"`: the file of livestream crops embedded with those weights (models/cohort.py),
 pinned to them by `embedder_source` (what `describe` said when it was made).
 """
