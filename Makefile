@@ -39,7 +39,7 @@ ifeq ($(strip $(WATCHBUY_MODEL_MIRROR)),)
 unexport WATCHBUY_MODEL_MIRROR
 endif
 
-.PHONY: help setup models build-index serve demo eval train test lint clean bench loadtest engines gpu-check compose-check
+.PHONY: help setup models build-index serve demo eval eval-suite train test lint clean bench loadtest engines gpu-check compose-check
 
 help: ## list the targets
 	@echo "usage: make <target> [STREAM=$(STREAM)] [CATALOGUE=dir] [PYTEST_ARGS='-q']"
@@ -71,6 +71,9 @@ demo: models ## build STREAM's index, start the server, identify clips, print a 
 eval: models ## evaluate DATASET (STREAMS, CLIPS per stream, MODE=inprocess|http, URL, OUT); report in var/eval/
 	$(WATCHBUY) eval $(DATASET) $(if $(STREAMS),--streams $(STREAMS)) $(if $(CLIPS),--clips $(CLIPS)) \
 		--mode $(MODE) $(if $(filter http,$(MODE)),--url "$(URL)") $(if $(OUT),--out $(OUT))
+
+eval-suite: models ## every dev set (in and out of domain) for the configured embedder and ImageNet → var/eval/suite/ (CLIPS per stream)
+	$(WATCHBUY) eval-suite $(if $(CLIPS),--clips $(CLIPS))
 
 train: setup ## fine-tune the embedder on the *-train sets (the watchbuy-lite1-v6 recipe) into var/train-v6 (resumable); adopt with `watchbuy adopt var/train-v6`
 	$(WATCHBUY) train --epochs $(EPOCHS) --seed $(SEED) --repeat grocery-train=2 \

@@ -27,6 +27,7 @@ COMMANDS: dict[str, Command] = {
     "serve": Command("service.serve:main", "run the API with uvicorn (WATCHBUY_HOST, WATCHBUY_PORT)"),
     "build-index": Command("indexer.cli:main", "embed a stream's catalogue and publish a new index version"),
     "eval": Command("evaluation.cli:main", "evaluate a dataset through the service's request path"),
+    "eval-suite": Command("evaluation.suite:main", "every dev set, in and out of domain, next to ImageNet features"),
     "models": Command("training.cli:models_main", "fetch the detector and export the embedder (make models)"),
     "train": Command("training.cli:train_main", "fine-tune an embedder on the *-train sets (make train)"),
     "adopt": Command("training.cli:adopt_main", "copy a training run's weights into models/weights/"),
