@@ -142,7 +142,7 @@ async def test_a_job_bigger_than_max_batch_runs_alone_and_whole(models, crops) -
 
 
 @pytest.mark.asyncio
-async def test_app_with_batching_answers_like_the_synchronous_pipeline(
+async def test_app_with_batching_answers_like_direct_model_calls(
     model_dir: Path, slice_index_root: Path, slice_dir: Path
 ) -> None:
     frames = sorted((slice_dir / "frames").iterdir())[:6]
