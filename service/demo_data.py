@@ -18,6 +18,7 @@ from pathlib import Path
 from indexer.catalogue import CatalogueError, read_catalogue
 from indexer.queries import StreamSource, read_clips
 from indexer.store import MANIFEST_FILE, IndexStore, StoreError, StreamIndex
+from service.aggregate import AbstainThresholds
 from service.errors import FileNotFoundInCatalogue
 from service.schemas import ClipOut, StreamInfo
 
@@ -42,8 +43,9 @@ class StreamFiles:
     clips: dict[str, LabelledClip]
 
 
-def list_streams(store: IndexStore) -> list[StreamInfo]:
-    """Every stream with a readable current version, from the manifests only (no index is loaded)."""
+def list_streams(store: IndexStore, thresholds: AbstainThresholds) -> list[StreamInfo]:
+    """Every stream with a readable current version, from the manifests only (no index is loaded), with
+    the abstain threshold its answers use."""
     streams = []
     for stream_id in store.streams():
         try:
@@ -60,6 +62,7 @@ def list_streams(store: IndexStore) -> list[StreamInfo]:
                     products=int(manifest["n_products"]),
                     vectors=int(manifest["n_vectors"]),
                     built_at=str(manifest.get("created_at", "")),
+                    abstain_threshold=thresholds.for_stream(stream_id),
                 )
             )
         except (StoreError, OSError, ValueError, KeyError, TypeError) as exc:

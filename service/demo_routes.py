@@ -49,7 +49,8 @@ def demo_router(catalogue_root: Path | None) -> APIRouter:
     async def get_streams(request: Request) -> StreamsResponse:
         state = running(request)
         store = IndexStore(state.settings.index_root)
-        return StreamsResponse(streams=await anyio.to_thread.run_sync(list_streams, store))
+        thresholds = state.pipeline.config.abstain
+        return StreamsResponse(streams=await anyio.to_thread.run_sync(list_streams, store, thresholds))
 
     @router.get("/streams/{stream_id}/images/{image_id}", response_class=FileResponse, responses=ERRORS)
     async def get_catalogue_image(request: Request, stream_id: str, image_id: str) -> FileResponse:

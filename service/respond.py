@@ -63,13 +63,14 @@ def identify_response(result: Identification) -> IdentifyResponse:
     )
 
 
-def stream_info(index: StreamIndex) -> StreamInfo:
+def stream_info(index: StreamIndex, abstain_threshold: float) -> StreamInfo:
     return StreamInfo(
         stream_id=index.stream_id,
         index_version=index.version,
         products=index.n_products,
         vectors=index.n_vectors,
         built_at=index.built_at,
+        abstain_threshold=abstain_threshold,
     )
 
 

@@ -140,6 +140,9 @@ class StreamInfo(BaseModel):
     products: int
     vectors: int
     built_at: str = Field(description="ISO-8601 time the index was built.")
+    abstain_threshold: float = Field(
+        description="Answers for this stream abstain when the best product scores below this."
+    )
 
 
 class StreamsResponse(BaseModel):

@@ -265,6 +265,7 @@ def test_stream_info(client: TestClient, slice_index_root: Path) -> None:
     assert info["vectors"] == store.load(SLICE_STREAM).n_vectors >= SLICE_PRODUCTS
     assert info["index_version"] == store.current_version(SLICE_STREAM)
     assert info["built_at"]
+    assert info["abstain_threshold"] == Settings().abstain_threshold  # the slice matches no override pattern
     message = assert_error(client.get("/streams/no-such-stream"), 404, "stream_not_found")
     assert "make build-index" in message
     assert_error(client.get("/streams/a%20b"), 404)
@@ -424,6 +425,7 @@ def test_per_stream_abstain_threshold_overrides_the_default(
     settings = settings_for(model_dir, slice_index_root, abstain_threshold=-1.0, abstain_threshold_overrides=overrides)
     with TestClient(create_app(settings)) as strict:
         assert identify(strict, [frame_bytes])["abstain"] is True
+        assert strict.get(f"/streams/{SLICE_STREAM}").json()["abstain_threshold"] == 2.0  # GET says which
     settings = settings_for(model_dir, slice_index_root, abstain_threshold=2.0,
                             abstain_threshold_overrides={"no-such-*": -1.0})
     with TestClient(create_app(settings)) as default_only:
