@@ -65,7 +65,8 @@ def evaluate_weights(weights: str, datasets: list[Path], settings: Settings, out
     model_dir = settings.model_dir  # `make models` exported the configured weights there
     if weights != settings.embedder_weights:
         model_dir = Path("var") / f"models-{weights}"
-        fetch_models(model_dir, settings.model_mirror, embedder_weights=weights)
+        # the detector is the same file for every embedder: copied from the configured models when no mirror is set
+        fetch_models(model_dir, settings.model_mirror or settings.model_dir, embedder_weights=weights)
     run_settings = settings.model_copy(update={"model_dir": model_dir, "embedder_weights": weights})
     sources = training_sources(weights)
     rows = []
