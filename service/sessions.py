@@ -102,7 +102,7 @@ class Sessions:
         self._link = link
         self._window = window
         self._ttl = ttl_seconds
-        self._metrics = metrics
+        self.metrics = metrics
 
     async def fold(self, stream_id: str, session_id: str, entry: SessionEntry) -> list[SessionEntry]:
         """Push `entry`, trim, refresh the TTL, and return the window (newest first, expired dropped)."""
@@ -124,7 +124,7 @@ class Sessions:
         return entries or [entry]
 
     def of(self, stream_id: str, session_id: str) -> SessionWindow:
-        return SessionWindow(self, stream_id, session_id, self._metrics)
+        return SessionWindow(self, stream_id, session_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +134,6 @@ class SessionWindow:
     sessions: Sessions
     stream_id: str
     session_id: str
-    metrics: Metrics
 
     async def window(self, scores: ProductScores) -> Window:
         try:
@@ -143,8 +142,8 @@ class SessionWindow:
             )
         except RedisUnavailable as exc:
             log.debug("session smoothing skipped: %s", exc)
-            return await Alone("redis_unavailable", self.metrics).window(scores)
-        self.metrics.count_smoothing("applied")
+            return await Alone("redis_unavailable", self.sessions.metrics).window(scores)
+        self.sessions.metrics.count_smoothing("applied")
         return Window(tuple(entries), Smoothing(applied=True, window=len(entries)))
 
 
