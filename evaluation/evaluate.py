@@ -32,7 +32,7 @@ from evaluation.identify import (
 )
 from evaluation.metrics import DEFINITIONS, ClipOutcome, FrameOutcome, ReturnedBox, summarize, threshold_sweep
 from evaluation.report import write_report
-from indexer.build import IndexRecipe, build_stream
+from indexer.build import Calibrate, IndexRecipe, build_stream
 from indexer.catalogue import read_catalogue
 from indexer.queries import (
     Clip,
@@ -45,6 +45,7 @@ from indexer.queries import (
 )
 from indexer.store import IndexStore
 from models.loader import Models, load_configured_models
+from service.calibration import CatalogueCalibrator
 from service.metrics import Metrics
 from service.state import serving
 from watchbuy.settings import Settings
@@ -78,6 +79,7 @@ class StreamRun:
     outcomes: tuple[ClipOutcome, ...]
     issues: tuple[str, ...]
     build_seconds: float
+    threshold: float | None  # the abstain threshold the build calibrated (None: not calibrated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,12 +132,14 @@ def outcome_from_response(
 
 
 def prepare_indexes(
-    source: StreamSource, models: Models, store: IndexStore, recipe: IndexRecipe, held_out: frozenset[str]
-) -> tuple[str, str | None, set[str], list[str], float]:
-    """Build and publish the stream's index, and the copy without `held_out`; returns both versions,
-    the indexed products, the catalogue's issues and the build time."""
+    source: StreamSource, models: Models, store: IndexStore, recipe: IndexRecipe, held_out: frozenset[str],
+    calibrate: Calibrate | None,
+) -> tuple[str, str | None, set[str], list[str], float, float | None]:
+    """Build (calibrated as the indexer job does) and publish the stream's index, and the copy without
+    `held_out`, which keeps the whole catalogue's calibration; returns both versions, the indexed products,
+    the catalogue's issues, the build time and the calibrated threshold."""
     catalogue = read_catalogue(source.root, source.stream_id)
-    summary, issues = build_stream(catalogue, models, store, recipe, show_progress=False)
+    summary, issues = build_stream(catalogue, models, store, recipe, show_progress=False, calibrate=calibrate)
     indexed = set(store.load(source.stream_id, summary.version).titles)
     removed = frozenset(held_out & indexed)
     held_version = None
@@ -144,16 +148,18 @@ def prepare_indexes(
             store, source.stream_id, summary.version, removed, held_out_stream_id(source.stream_id)
         )
     notes = [f"{i.source}: {i.message}" for i in issues]
-    return summary.version, held_version, indexed, notes, summary.seconds
+    return summary.version, held_version, indexed, notes, summary.seconds, summary.threshold
 
 
 def evaluate_stream(
     source: StreamSource, identifier: Identifier, models: Models, store: IndexStore,
-    config: EvalConfig, recipe: IndexRecipe, max_frames: int,
+    config: EvalConfig, recipe: IndexRecipe, max_frames: int, calibrate: Calibrate | None,
 ) -> StreamRun:
     limit = config.clips_per_stream
     held_out = choose_held_out(clip_products(source, limit), config.held_out_share, config.seed, source.stream_id)
-    version, held_version, indexed, issues, build_seconds = prepare_indexes(source, models, store, recipe, held_out)
+    version, held_version, indexed, issues, build_seconds, threshold = prepare_indexes(
+        source, models, store, recipe, held_out, calibrate
+    )
     wait_for_version(identifier, source.stream_id, version)
     held_id = held_out_stream_id(source.stream_id)
     if held_version is not None:
@@ -175,7 +181,7 @@ def evaluate_stream(
                 outcomes.append(outcome_from_response(source.stream_id, clip, frames, truth, True, body, ms))
             bar.update(1)
     return StreamRun(source.stream_id, version, held_out, len(indexed), tuple(outcomes), tuple(issues),
-                     build_seconds)
+                     build_seconds, threshold)
 
 
 def build_report(
@@ -188,6 +194,7 @@ def build_report(
         summary = summarize(run.outcomes, ap_k=config.top_k)
         summary.update({"index_version": run.index_version, "indexed_products": run.indexed_products,
                         "held_out_products": len(run.held_out), "build_seconds": run.build_seconds,
+                        "calibrated_threshold": run.threshold,
                         "issues": len(run.issues)})
         streams[run.stream_id] = summary
     overall = summarize(outcomes, ap_k=config.top_k)
@@ -214,6 +221,8 @@ def build_report(
             "max_frames": max_frames,
             "abstain_threshold": settings.abstain_threshold,
             "abstain_threshold_overrides": dict(settings.abstain_threshold_overrides),
+            "abstain_threshold_uncalibrated": settings.abstain_threshold_uncalibrated,
+            "calibration_views": settings.calibration_views,
             "index_factory": recipe.factory,
             "index_search_params": recipe.search_params,
             "unboxed_images": recipe.unboxed,
@@ -259,7 +268,8 @@ def evaluate(
     sources = find_streams(config.dataset, set(config.streams) if config.streams else None)
     max_frames = config.max_frames or settings.max_frames
     recipe = IndexRecipe.from_settings(settings)
-    runs = [evaluate_stream(s, identifier, models, store, config, recipe, max_frames) for s in sources]
+    calibrate = CatalogueCalibrator.from_settings(models, settings)
+    runs = [evaluate_stream(s, identifier, models, store, config, recipe, max_frames, calibrate) for s in sources]
     report = build_report(config, settings, models, runs, time.perf_counter() - started, max_frames, recipe)
     return Evaluation(report, tuple(o for run in runs for o in run.outcomes))
 

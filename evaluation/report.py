@@ -67,6 +67,14 @@ def _row(name: str, summary: Mapping[str, Any]) -> list[str]:
     return [name] + [_fmt(read(summary), 1 if title == "median ms" else 3) for title, read in COLUMNS]
 
 
+def _threshold_text(config: Mapping[str, Any]) -> str:
+    if config.get("abstain_threshold") is not None:
+        return f"{config['abstain_threshold']} for every stream"
+    if config.get("calibration_views"):
+        return f"each catalogue's, calibrated at build from {config['calibration_views']} synthetic views"
+    return f"{config.get('abstain_threshold_uncalibrated')} (uncalibrated indexes)"
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     config = report["config"]
     lines = [
@@ -76,7 +84,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         + (f" ({report['url']})" if report.get("url") else ""),
         (f"- streams: {len(report['streams'])}; clips per stream: {config['clips_per_stream'] or 'all'}; "
          f"top_k (K of mAP@K): {config['top_k']}; frames per clip at most {config['max_frames']}"),
-        (f"- abstain threshold of the service: {config['abstain_threshold']}"
+        ("- abstain threshold: " + _threshold_text(config)
          + (f" (per-stream overrides {config['abstain_threshold_overrides']})"
             if config.get("abstain_threshold_overrides") else "")
          + "; held-out share of products: "
@@ -155,6 +163,16 @@ def plot_r_at_k(report: Mapping[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _thresholds_used(report: Mapping[str, Any]) -> list[float]:
+    """The thresholds the service abstained by: the one setting, or each stream's calibrated one."""
+    config = report["config"]
+    if config.get("abstain_threshold") is not None:
+        return [float(config["abstain_threshold"])]
+    calibrated = {s.get("calibrated_threshold") for s in report["streams"].values()}
+    used = sorted(float(t) for t in calibrated if t is not None)
+    return used or [float(config.get("abstain_threshold_uncalibrated", 0.0))]
+
+
 def plot_f1_threshold(report: Mapping[str, Any], path: Path) -> None:
     rows = report["threshold_sweep"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
@@ -164,7 +182,8 @@ def plot_f1_threshold(report: Mapping[str, Any], path: Path) -> None:
         ax.plot(t, [r["clip_f1_normal"] for r in rows], color="C2", label="clip F1 (normal only)")
         ax.plot(t, [r["abstain_recall"] for r in rows], color="C1", linestyle="--", label="abstain rate, held-out")
         ax.plot(t, [r["abstain_rate_normal"] for r in rows], color="C3", linestyle=":", label="abstain rate, normal")
-        ax.axvline(report["config"]["abstain_threshold"], color="0.4", linewidth=0.8)
+        for threshold in _thresholds_used(report):
+            ax.axvline(threshold, color="0.4", linewidth=0.8)
     ax.set_xlabel("abstain threshold (top product score)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)

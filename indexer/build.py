@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from indexer.catalogue import Catalogue, CatalogueImage, CatalogueIssue
-from indexer.store import IndexStore, TitleVectors, VectorEntry
+from indexer.store import IndexStore, StreamIndex, TitleVectors, VectorEntry
 from models.cohort import HUBNESS_NEIGHBOURS
 from models.embedder import PREPROCESS, crop
 from models.loader import Models
@@ -59,6 +59,11 @@ class IndexRecipe:
         )
 
 
+#: Learns a catalogue's abstain threshold from its freshly built index before the version is published
+#: (service/calibration.py); what it returns is stored under "calibration" in the manifest.
+Calibrate = Callable[[Catalogue, StreamIndex], Mapping[str, Any] | None]
+
+
 class BuildError(RuntimeError):
     """The build cannot produce an index (nothing usable, or strict mode hit a broken entry)."""
 
@@ -81,6 +86,7 @@ class BuildSummary:
     vectors: int
     skipped: int
     seconds: float
+    threshold: float | None = None  # the calibrated abstain threshold, when the build calibrated one
 
     @property
     def images_per_second(self) -> float:
@@ -192,6 +198,29 @@ def make_faiss_index(vectors: np.ndarray, factory: str, search_params: str = "")
     return index
 
 
+def draft_index(
+    catalogue: Catalogue,
+    models: Models,
+    recipe: IndexRecipe = IndexRecipe(),
+    strict: bool = False,
+    show_progress: bool = True,
+) -> tuple[StreamIndex, EmbeddedCatalogue]:
+    """The stream's index in memory, as it will be published (version "draft", no manifest yet)."""
+    if strict and catalogue.issues:
+        first = catalogue.issues[0]
+        raise BuildError(f"{first.source}: {first.message}")
+    embedded = embed_catalogue(catalogue, models, strict=strict, show_progress=show_progress, unboxed=recipe.unboxed)
+    if not embedded.entries:
+        raise BuildError(f"stream {catalogue.stream_id}: no usable catalogue image in {catalogue.root}")
+    index = make_faiss_index(embedded.vectors, recipe.factory, recipe.search_params)
+    text = embed_titles(embedded.titles, models)
+    hubness = models.cohort.hubness(embedded.vectors, HUBNESS_NEIGHBOURS) if models.cohort else None
+    draft = StreamIndex(
+        catalogue.stream_id, "draft", index, tuple(embedded.entries), embedded.titles, {}, text, hubness
+    )
+    return draft, embedded
+
+
 def build_stream(
     catalogue: Catalogue,
     models: Models,
@@ -199,24 +228,19 @@ def build_stream(
     recipe: IndexRecipe = IndexRecipe(),
     strict: bool = False,
     show_progress: bool = True,
+    calibrate: Calibrate | None = None,
 ) -> tuple[BuildSummary, list[CatalogueIssue]]:
-    """Embed, index and publish one stream; the store's CURRENT changes only if all of it worked."""
-    if strict and catalogue.issues:
-        first = catalogue.issues[0]
-        raise BuildError(f"{first.source}: {first.message}")
+    """Embed, index, calibrate (when given a calibrator) and publish one stream; the store's CURRENT
+    changes only if all of it worked."""
     started = time.perf_counter()
-    embedded = embed_catalogue(catalogue, models, strict=strict, show_progress=show_progress, unboxed=recipe.unboxed)
-    if not embedded.entries:
-        raise BuildError(f"stream {catalogue.stream_id}: no usable catalogue image in {catalogue.root}")
-    index = make_faiss_index(embedded.vectors, recipe.factory, recipe.search_params)
-    text = embed_titles(embedded.titles, models)
-    hubness = models.cohort.hubness(embedded.vectors, HUBNESS_NEIGHBOURS) if models.cohort else None
+    draft, embedded = draft_index(catalogue, models, recipe, strict, show_progress)
+    calibration = calibrate(catalogue, draft) if calibrate is not None else None
     model_hashes = {m.record.role: m.record.sha256 for m in models.loaded}
     if models.cohort is not None:
         model_hashes["cohort"] = models.cohort.sha256
     version = store.publish(
         catalogue.stream_id,
-        index,
+        draft.index,
         embedded.entries,
         embedded.titles,
         extra={
@@ -228,11 +252,12 @@ def build_stream(
             "catalogue": {"root": str(Path(catalogue.root).resolve()), "layout": catalogue.layout},
             "images": embedded.n_images,
             "skipped": len(embedded.issues),
-            "text_encoder": text.encoder if text else None,
+            "text_encoder": draft.text.encoder if draft.text else None,
             "hubness_neighbours": HUBNESS_NEIGHBOURS if models.cohort else None,
+            "calibration": dict(calibration) if calibration is not None else None,
         },
-        text=text,
-        hubness=hubness,
+        text=draft.text,
+        hubness=draft.hubness,
     )
     summary = BuildSummary(
         stream_id=catalogue.stream_id,
@@ -242,6 +267,7 @@ def build_stream(
         vectors=len(embedded.entries),
         skipped=len(embedded.issues),
         seconds=time.perf_counter() - started,
+        threshold=float(calibration["threshold"]) if calibration is not None else None,
     )
     return summary, embedded.issues
 

@@ -3,9 +3,10 @@
 Evidence is combined in steps: within a frame a product scores its best similarity over the frame's
 boxes (the product is on screen once, in whichever box fits it best), each box's similarity scaled by a
 prior for its label (a whole-person box matches many garments loosely, so it counts a little less; tuned
-on viton-train and grocery-train); over frames the per-frame scores are averaged, and a frame where the
-product was not among any box's neighbours counts with that frame's lowest retrieved similarity. A
-product seen in every frame thus beats one that matched a single frame by chance.
+on viton-train and grocery-train); over frames a product scores the mean of its best `frame_pool` frames
+(a frame where the product was not among any box's neighbours counts with that frame's lowest retrieved
+similarity). A product needs that many good frames to score high, so one chance match does not win, and
+a score means the same for 1 frame and for 32 of which most do not show the product (a video).
 
 When the request carries the host's speech (ASR text) and the index has title embeddings, each
 product's score moves by `text_weight` × (how much better its title matches the speech than the
@@ -21,9 +22,9 @@ decision is made once, on that ranking.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -80,10 +81,12 @@ def text_bonus(titles: TitleVectors, speech: np.ndarray, weight: float) -> dict[
 
 @dataclass(frozen=True, slots=True)
 class ProductScores:
-    """One request's score per product, and the score a product it did not retrieve counts with."""
+    """One request's score per product, the score a product it did not retrieve counts with, and the frames
+    (their indices, best first) that each product's score pooled."""
 
     scores: dict[str, float]
     floor: float
+    frames: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 class Scored(Protocol):
@@ -97,19 +100,28 @@ class Scored(Protocol):
 
 
 def score_products(
-    per_frame: Sequence[tuple[dict[str, float], float]], bonus: Mapping[str, float] | None = None
+    per_frame: Sequence[tuple[dict[str, float], float]],
+    bonus: Mapping[str, float] | None = None,
+    frame_pool: int = 0,
+    frame_ids: Sequence[int] | None = None,
 ) -> ProductScores:
-    """Each product's per-frame best similarity averaged over all frames, plus its text bonus."""
+    """Each product's mean per-frame score over its best `frame_pool` frames (0: over all frames), plus its
+    text bonus; `frame_ids` name the frames (default 0, 1, …) in `ProductScores.frames`."""
     if not per_frame:
         return ProductScores({}, 0.0)
     bonus = bonus or {}
+    ids = list(frame_ids) if frame_ids is not None else list(range(len(per_frame)))
+    pool = min(frame_pool, len(per_frame)) if frame_pool > 0 else len(per_frame)
     candidates = set().union(*(scores for scores, _ in per_frame))
     candidates |= set(sorted(bonus, key=lambda pid: -bonus[pid])[:TEXT_CANDIDATES])
-    totals = {
-        pid: sum(scores.get(pid, floor) for scores, floor in per_frame) / len(per_frame) + bonus.get(pid, 0.0)
-        for pid in candidates
-    }
-    return ProductScores(totals, min(totals.values(), default=0.0))
+    totals: dict[str, float] = {}
+    frames: dict[str, tuple[int, ...]] = {}
+    for pid in candidates:
+        seen = [(scores.get(pid, floor), pid in scores, i) for (scores, floor), i in zip(per_frame, ids, strict=True)]
+        ranked = sorted(seen, key=lambda item: -item[0])[:pool]
+        totals[pid] = sum(score for score, _, _ in ranked) / pool + bonus.get(pid, 0.0)
+        frames[pid] = tuple(frame for _, matched, frame in ranked if matched)
+    return ProductScores(totals, min(totals.values(), default=0.0), frames)
 
 
 def window_means(window: Sequence[Scored], titles: Mapping[str, str]) -> list[tuple[str, float]]:
@@ -124,31 +136,73 @@ def window_means(window: Sequence[Scored], titles: Mapping[str, str]) -> list[tu
     return sorted(means.items(), key=lambda item: (-item[1], item[0]))
 
 
-def rank_products(window: Sequence[Scored], titles: Mapping[str, str], top_k: int) -> list[RankedProduct]:
-    """The `top_k` best products over the window, with their titles."""
-    return [RankedProduct(pid, float(score), titles[pid]) for pid, score in window_means(window, titles)[:top_k]]
+def rank_products(
+    window: Sequence[Scored],
+    titles: Mapping[str, str],
+    top_k: int,
+    frames: Mapping[str, tuple[int, ...]] | None = None,
+) -> list[RankedProduct]:
+    """The `top_k` best products over the window, with their titles and this request's evidence frames."""
+    frames = frames or {}
+    return [
+        RankedProduct(pid, float(score), titles[pid], frames.get(pid, ()))
+        for pid, score in window_means(window, titles)[:top_k]
+    ]
+
+
+#: Where a stream's threshold comes from: a per-stream override pattern, the one-for-all setting, the
+#: calibration stored with its index (service/calibration.py), or the fallback for an uncalibrated index.
+ThresholdSource = Literal["override", "setting", "catalogue", "uncalibrated"]
+
+
+@dataclass(frozen=True, slots=True)
+class AbstainThreshold:
+    value: float
+    source: ThresholdSource
 
 
 @dataclass(frozen=True, slots=True)
 class AbstainThresholds:
-    """The abstain threshold of a stream: the first glob pattern matching its id, else the default.
+    """The abstain threshold of a stream, first found of: an override pattern matching its id, the
+    one-for-all setting, its index's calibrated threshold, the uncalibrated fallback.
 
     Scores sit on different scales for different kinds of catalogue (flat garment shots against worn
-    garments, packshots against photos taken in a shop), so one threshold does not fit every stream.
+    garments, packshots against photos taken in a shop), so each index is calibrated for its catalogue.
     """
 
-    default: float
+    uncalibrated: float = 0.43
+    fixed: float | None = None
     overrides: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AbstainThresholds:
-        return cls(settings.abstain_threshold, tuple(settings.abstain_threshold_overrides.items()))
+        return cls(
+            settings.abstain_threshold_uncalibrated,
+            settings.abstain_threshold,
+            tuple(settings.abstain_threshold_overrides.items()),
+        )
 
-    def for_stream(self, stream_id: str) -> float:
+    def for_stream(self, stream_id: str, manifest: Mapping[str, Any]) -> AbstainThreshold:
+        """The threshold for `stream_id`, whose current index version has `manifest`."""
         for pattern, threshold in self.overrides:
             if fnmatchcase(stream_id, pattern):
-                return threshold
-        return self.default
+                return AbstainThreshold(threshold, "override")
+        if self.fixed is not None:
+            return AbstainThreshold(self.fixed, "setting")
+        calibrated = calibrated_threshold(manifest)
+        if calibrated is not None:
+            return AbstainThreshold(calibrated, "catalogue")
+        return AbstainThreshold(self.uncalibrated, "uncalibrated")
+
+    def for_index(self, index: StreamIndex) -> AbstainThreshold:
+        return self.for_stream(index.stream_id, index.manifest)
+
+
+def calibrated_threshold(manifest: Mapping[str, Any]) -> float | None:
+    """The threshold the index build calibrated and stored in the manifest, if any."""
+    calibration = manifest.get("calibration")
+    value = calibration.get("threshold") if isinstance(calibration, Mapping) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def should_abstain(products: Sequence[RankedProduct], threshold: float) -> bool:

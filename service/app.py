@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def get_stream(request: Request, stream_id: str) -> StreamInfo:
         state = running(request)
         index = await anyio.to_thread.run_sync(state.load_index, stream_id, limiter=state.limiter)
-        return stream_info(index, state.pipeline.config.abstain.for_stream(stream_id))
+        return stream_info(index, state.pipeline.config.abstain.for_index(index))
 
     @app.get("/models", response_model=ModelsResponse)
     async def get_models(request: Request) -> ModelsResponse:

@@ -55,6 +55,7 @@ def list_streams(store: IndexStore, thresholds: AbstainThresholds) -> list[Strea
             manifest = json.loads(
                 (store.root / stream_id / version / MANIFEST_FILE).read_text(encoding="utf-8")
             )
+            threshold = thresholds.for_stream(stream_id, manifest)
             streams.append(
                 StreamInfo(
                     stream_id=stream_id,
@@ -62,7 +63,8 @@ def list_streams(store: IndexStore, thresholds: AbstainThresholds) -> list[Strea
                     products=int(manifest["n_products"]),
                     vectors=int(manifest["n_vectors"]),
                     built_at=str(manifest.get("created_at", "")),
-                    abstain_threshold=thresholds.for_stream(stream_id),
+                    abstain_threshold=threshold.value,
+                    abstain_threshold_source=threshold.source,
                 )
             )
         except (StoreError, OSError, ValueError, KeyError, TypeError) as exc:

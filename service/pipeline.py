@@ -47,8 +47,9 @@ STAGES = ("decode", "detect", "embed", "search", "aggregate")
 class PipelineConfig:
     neighbours_per_box: int = 20
     matches_per_box: int = 3
-    abstain: AbstainThresholds = field(default_factory=lambda: AbstainThresholds(0.5))
+    abstain: AbstainThresholds = field(default_factory=AbstainThresholds)
     text_weight: float = 0.0
+    frame_pool: int = 0
     hubness_weight: float = 0.0
     proposal_weights: Mapping[str, float] = field(default_factory=dict)
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
@@ -60,6 +61,7 @@ class PipelineConfig:
             matches_per_box=settings.matches_per_box,
             abstain=AbstainThresholds.from_settings(settings),
             text_weight=settings.text_weight,
+            frame_pool=settings.frame_pool,
             hubness_weight=settings.hubness_weight,
             proposal_weights=settings.proposal_weights,
             proposals=ProposalConfig(
@@ -121,8 +123,8 @@ class Pipeline:
         )
         with timer.stage("aggregate"):
             ranked_over = await (window or Alone("disabled")).window(scores)
-            products = rank_products(ranked_over.entries, index.titles, top_k)
-            abstain = should_abstain(products, self.config.abstain.for_stream(index.stream_id))
+            products = rank_products(ranked_over.entries, index.titles, top_k, scores.frames)
+            abstain = should_abstain(products, self.config.abstain.for_index(index).value)
         return Identification(
             stream_id=index.stream_id,
             index_version=index.version,
@@ -174,7 +176,8 @@ class Pipeline:
                 weights = np.array([self.config.proposal_weights.get(p.label, 1.0) for p in props], dtype=np.float32)
                 per_frame.append(frame_scores(index, rows[start:stop], sims[start:stop], weights))
                 start = stop
-            return tuple(evidence), score_products(per_frame, bonus)
+            frame_ids = [frame.frame_index for frame in frames]
+            return tuple(evidence), score_products(per_frame, bonus, self.config.frame_pool, frame_ids)
 
     def _text_bonus(self, index: StreamIndex, asr_text: str | None) -> dict[str, float]:
         """Per-product score shift from the host's speech; empty without speech, titles or encoder."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from indexer.store import StreamIndex
 from models.loader import LoadedModel, Models
+from service.aggregate import AbstainThreshold
 from service.schemas import (
     BoxMatchOut,
     BoxOut,
@@ -54,7 +55,10 @@ def identify_response(result: Identification) -> IdentifyResponse:
         stream_id=result.stream_id,
         index_version=result.index_version,
         abstain=result.abstain,
-        products=[ProductOut(product_id=p.product_id, score=_r(p.score), title=p.title) for p in result.products],
+        products=[
+            ProductOut(product_id=p.product_id, score=_r(p.score), title=p.title, evidence_frames=list(p.frames))
+            for p in result.products
+        ],
         frames=frames,
         timings_ms=TimingsOut(**{k: _r(v, 2) for k, v in result.timings_ms.items()}),
         smoothing=SmoothingOut(
@@ -63,14 +67,15 @@ def identify_response(result: Identification) -> IdentifyResponse:
     )
 
 
-def stream_info(index: StreamIndex, abstain_threshold: float) -> StreamInfo:
+def stream_info(index: StreamIndex, threshold: AbstainThreshold) -> StreamInfo:
     return StreamInfo(
         stream_id=index.stream_id,
         index_version=index.version,
         products=index.n_products,
         vectors=index.n_vectors,
         built_at=index.built_at,
-        abstain_threshold=abstain_threshold,
+        abstain_threshold=threshold.value,
+        abstain_threshold_source=threshold.source,
     )
 
 

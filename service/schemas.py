@@ -6,7 +6,7 @@ Limits that depend on `Settings` (frame count, top_k upper bound) are checked in
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,6 +77,11 @@ class ProductOut(BaseModel):
     product_id: str
     score: float
     title: str = ""
+    evidence_frames: list[int] = Field(
+        default_factory=list,
+        description="The frames (frame_index) whose boxes matched this product and made its score, best first: "
+        "for a video, where in the clip the product is seen.",
+    )
 
 
 class TimingsOut(BaseModel):
@@ -142,6 +147,11 @@ class StreamInfo(BaseModel):
     built_at: str = Field(description="ISO-8601 time the index was built.")
     abstain_threshold: float = Field(
         description="Answers for this stream abstain when the best product scores below this."
+    )
+    abstain_threshold_source: Literal["override", "setting", "catalogue", "uncalibrated"] = Field(
+        description="Where the threshold comes from: calibrated for this catalogue at index build (catalogue), "
+        "WATCHBUY_ABSTAIN_THRESHOLD (setting), a WATCHBUY_ABSTAIN_THRESHOLD_OVERRIDES pattern (override), or "
+        "the fallback for an index built without calibration (uncalibrated)."
     )
 
 

@@ -75,6 +75,7 @@ class RankedProduct:
     product_id: str
     score: float
     title: str
+    frames: tuple[int, ...] = ()  # the request's frames (their indices) whose boxes matched it, best first
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.data import MODEL_DIR, SHARED_DIR, SLICE_PRODUCTS, SLICE_STREAM, missing, write_slice
+from support.data import (
+    MODEL_DIR,
+    SHARED_DIR,
+    SLICE_CALIBRATION_VIEWS,
+    SLICE_PRODUCTS,
+    SLICE_STREAM,
+    missing,
+    write_slice,
+)
 from support.redis_server import RedisServer
 
 from models.loader import Models
@@ -66,17 +74,22 @@ def slice_dir(viton_stream: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 @pytest.fixture(scope="session")
 def slice_index_root(slice_dir: Path, models: Models, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An index root holding one published real index of the slice, as stream SLICE_STREAM.
+    """An index root holding one published real index of the slice, as stream SLICE_STREAM, calibrated as
+    the indexer job does (with SLICE_CALIBRATION_VIEWS synthetic views, fewer than the default, for time).
 
     Shared by several tests: treat it as read-only (copy it before publishing into it).
     """
     from indexer.build import build_stream
     from indexer.catalogue import read_catalogue
     from indexer.store import IndexStore
+    from service.calibration import CatalogueCalibrator
+    from service.pipeline import PipelineConfig
+    from watchbuy.settings import Settings
 
     root = tmp_path_factory.mktemp("indexes")
     catalogue = read_catalogue(slice_dir, SLICE_STREAM, strict=True)
-    build_stream(catalogue, models, IndexStore(root), show_progress=False)
+    calibrate = CatalogueCalibrator(models, PipelineConfig.from_settings(Settings()), views=SLICE_CALIBRATION_VIEWS)
+    build_stream(catalogue, models, IndexStore(root), show_progress=False, calibrate=calibrate)
     return root
 
 

@@ -79,18 +79,32 @@ class Settings(BaseSettings):
     # --- retrieval -----------------------------------------------------------------------------
     neighbours_per_box: int = Field(20, ge=1, le=200, description="FAISS neighbours fetched per box.")
     matches_per_box: int = Field(3, ge=1, le=20, description="Box-level matches returned per box.")
-    abstain_threshold: float = Field(
+    abstain_threshold: float | None = Field(
+        None,
+        description="One abstain threshold for every stream, instead of each catalogue's own. Unset (the "
+        "default): a stream abstains below the threshold calibrated for its catalogue at index build "
+        "(service/calibration.py), shown by GET /streams/{id}.",
+    )
+    abstain_threshold_uncalibrated: float = Field(
         0.43,
-        description="Abstain when the best product score is below this. Calibrated for watchbuy-lite-e3 with "
-        "hubness_weight 0.25 on viton-train-11 (held out from training): the highest threshold whose rate of "
-        "abstaining on normal clips, plus one standard error, stays at or under 10% (docs/EVALUATION.md).",
+        description="The threshold of an index built without calibration (calibration_views 0, or built before "
+        "it existed): watchbuy-lite-e3's on viton-train-11, the highest threshold whose rate of abstaining on "
+        "normal clips, plus one standard error, stays at or under 10% (docs/EVALUATION.md).",
     )
     abstain_threshold_overrides: dict[str, float] = Field(
-        # grocery catalogues (packshots against shop photos) score differently: calibrated like the default
-        # on the grocery-train photos that training held out (`watchbuy heldout-clips`)
-        default_factory=lambda: {"grocery-*": 0.65},
+        default_factory=dict,
         description="Per-stream abstain thresholds: glob pattern on the stream id → threshold; the first "
-        'matching pattern wins, other streams use abstain_threshold. E.g. {"grocery-*": 0.6}.',
+        'matching pattern wins over everything else. E.g. {"shop-42-*": 0.6}.',
+    )
+    calibration_views: int = Field(
+        64, ge=0, le=1024,
+        description="Synthetic live views of catalogue images scored at index build to calibrate the stream's "
+        "abstain threshold (0: no calibration; the stream uses abstain_threshold_uncalibrated).",
+    )
+    frame_pool: int = Field(
+        3, ge=0, le=64,
+        description="A product scores the mean of its best this-many frames of a request (0: of every frame), so "
+        "a score means the same for 1 frame and for a 32-frame video in which the product is seen in a few.",
     )
     text_weight: float = Field(
         0.5, ge=0.0, le=5.0,

@@ -15,6 +15,7 @@ SHARED_DIR = PROJECT_DIR.parent / "shared"
 MODEL_DIR = PROJECT_DIR / "var" / "models"
 SLICE_STREAM = "viton-slice"
 SLICE_PRODUCTS = 40
+SLICE_CALIBRATION_VIEWS = 16  # synthetic views that calibrate the slice's index (the indexer job's default: 64)
 
 
 def missing(message: str) -> None:

@@ -229,11 +229,14 @@ def test_search_parameters_travel_inside_the_published_index(small_slice: Path, 
     assert (loaded.manifest["factory"], loaded.manifest["search_params"]) == ("IVF2,Flat", "nprobe=2")
 
 
-def run_cli(*args: str, index_root: Path, model_dir: Path) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, index_root: Path, model_dir: Path, calibration_views: int = 8
+) -> subprocess.CompletedProcess[str]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("WATCHBUY_")},
         "WATCHBUY_INDEX_ROOT": str(index_root),
         "WATCHBUY_MODEL_DIR": str(model_dir),
+        "WATCHBUY_CALIBRATION_VIEWS": str(calibration_views),
         "COLUMNS": "200",
     }
     return subprocess.run(
@@ -255,10 +258,14 @@ def test_cli_builds_and_prints_the_summary(small_slice: Path, model_dir: Path, t
     store = IndexStore(index_root)
     version = store.current_version("cli-stream")
     assert version is not None and store.load("cli-stream").n_products == 5
+    calibration = store.load("cli-stream").manifest["calibration"]  # the job calibrates before it publishes
+    assert calibration["views"] == 8 and len(calibration["genuine"]) == len(calibration["impostor"]) == 3
     output = result.stdout + result.stderr
     assert f"cli-stream {version}" in output
     for label in ("products", "vectors", "images/s", "published to"):
         assert label in output
+    row = next(line for line in output.splitlines() if "abstain threshold" in line)
+    assert f"{calibration['threshold']:.3f}" in row
     assert str(index_root / "cli-stream" / version) in output
 
 

@@ -65,7 +65,8 @@ def test_streams_are_listed_from_their_manifests(client: TestClient) -> None:
     (stream,) = response.json()["streams"]
     assert stream["stream_id"] == SLICE_STREAM and stream["products"] == SLICE_PRODUCTS
     assert stream["vectors"] >= SLICE_PRODUCTS and stream["index_version"] and stream["built_at"]
-    assert stream["abstain_threshold"] == Settings().abstain_threshold
+    assert stream["abstain_threshold_source"] == "catalogue"  # the slice's index was calibrated at build
+    assert stream["abstain_threshold"] == client.get(f"/streams/{SLICE_STREAM}").json()["abstain_threshold"]
 
 
 def test_catalogue_images_are_served_by_image_id(client: TestClient, slice_dir: Path) -> None:

@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from support.data import SLICE_PRODUCTS, SLICE_STREAM, expected_embedder, write_slice
+from support.data import SLICE_CALIBRATION_VIEWS, SLICE_PRODUCTS, SLICE_STREAM, expected_embedder, write_slice
 
 from indexer.build import build_stream
 from indexer.catalogue import read_catalogue
 from indexer.store import IndexStore
 from models.artifacts import ModelArtifactError
 from service.app import create_app
+from service.calibration import METHOD
 from watchbuy.settings import Settings
 
 
@@ -99,7 +100,8 @@ def test_response_has_exactly_the_contract_keys(client: TestClient, frame_bytes:
     assert answer["stream_id"] == SLICE_STREAM and isinstance(answer["abstain"], bool)
     assert 1 <= len(answer["products"]) <= 3
     for product in answer["products"]:
-        assert set(product) == {"product_id", "score", "title"}
+        assert set(product) == {"product_id", "score", "title", "evidence_frames"}
+        assert sorted(product["evidence_frames"]) == [0, 1]  # both frames sent (the same image) made its score
         assert product["product_id"].startswith("viton-") and isinstance(product["score"], float)
     scores = [p["score"] for p in answer["products"]]
     assert scores == sorted(scores, reverse=True)
@@ -265,7 +267,9 @@ def test_stream_info(client: TestClient, slice_index_root: Path) -> None:
     assert info["vectors"] == store.load(SLICE_STREAM).n_vectors >= SLICE_PRODUCTS
     assert info["index_version"] == store.current_version(SLICE_STREAM)
     assert info["built_at"]
-    assert info["abstain_threshold"] == Settings().abstain_threshold  # the slice matches no override pattern
+    calibration = store.load(SLICE_STREAM).manifest["calibration"]  # the build calibrated the slice's index
+    assert calibration["views"] == SLICE_CALIBRATION_VIEWS and calibration["method"] == METHOD
+    assert (info["abstain_threshold"], info["abstain_threshold_source"]) == (calibration["threshold"], "catalogue")
     message = assert_error(client.get("/streams/no-such-stream"), 404, "stream_not_found")
     assert "make build-index" in message
     assert_error(client.get("/streams/a%20b"), 404)
@@ -417,20 +421,26 @@ def test_index_without_the_cohorts_hubness_is_refused(
         assert identify(test_client, [frame_bytes])["products"]  # the same index with its hubness is served
 
 
-def test_per_stream_abstain_threshold_overrides_the_default(
+def test_abstain_threshold_settings_override_the_calibrated_one(
     model_dir: Path, slice_index_root: Path, frame_bytes: bytes
 ) -> None:
-    """A glob override applies to the streams it matches; every other stream keeps the default."""
+    """An override pattern beats the one-for-all setting, which beats the catalogue's calibrated threshold."""
+    def threshold(client: TestClient) -> tuple[float, str]:
+        info = client.get(f"/streams/{SLICE_STREAM}").json()
+        return info["abstain_threshold"], info["abstain_threshold_source"]
+
     overrides = {"no-such-*": -1.0, f"{SLICE_STREAM[:4]}*": 2.0}  # cosine scores never reach 2
     settings = settings_for(model_dir, slice_index_root, abstain_threshold=-1.0, abstain_threshold_overrides=overrides)
     with TestClient(create_app(settings)) as strict:
         assert identify(strict, [frame_bytes])["abstain"] is True
-        assert strict.get(f"/streams/{SLICE_STREAM}").json()["abstain_threshold"] == 2.0  # GET says which
+        assert threshold(strict) == (2.0, "override")
     settings = settings_for(model_dir, slice_index_root, abstain_threshold=2.0,
                             abstain_threshold_overrides={"no-such-*": -1.0})
-    with TestClient(create_app(settings)) as default_only:
-        assert identify(default_only, [frame_bytes])["abstain"] is True
+    with TestClient(create_app(settings)) as one_for_all:
+        assert identify(one_for_all, [frame_bytes])["abstain"] is True
+        assert threshold(one_for_all) == (2.0, "setting")
     settings = settings_for(model_dir, slice_index_root, abstain_threshold=2.0,
                             abstain_threshold_overrides={SLICE_STREAM: -1.0})
     with TestClient(create_app(settings)) as lenient:
         assert identify(lenient, [frame_bytes])["abstain"] is False
+        assert threshold(lenient) == (-1.0, "override")

@@ -142,7 +142,8 @@ def test_identify_smooths_a_session_over_http(
             assert set(got) <= set(expected) and len(got) == len(best)
             for pid, score in got.items():
                 assert score == pytest.approx(expected[pid], abs=2e-4), pid
-            assert second["abstain"] == (second["products"][0]["score"] < Settings().abstain_threshold)
+            threshold = http.get(f"/streams/{SLICE_STREAM}").json()["abstain_threshold"]
+            assert second["abstain"] == (second["products"][0]["score"] < threshold)
             windows = [ask(frames[0], session_id="viewer-1")["smoothing"]["window"] for _ in range(3)]
             assert windows == [3, 3, 3]
     finally:

@@ -1,4 +1,8 @@
-"""`watchbuy build-index --stream ID [--catalogue DIR] [--factory F] [--search-params P] [--strict]`."""
+"""`watchbuy build-index --stream ID [--catalogue DIR] [--factory F] [--search-params P] [--strict]`: the indexer job.
+
+It lives beside the service because a build calibrates the new index with the service's own pipeline
+(service/calibration.py) before the version is published; the build itself is `indexer.build`.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from indexer.catalogue import CatalogueError, read_catalogue
 from indexer.store import IndexStore
 from models.artifacts import ModelArtifactError
 from models.loader import load_configured_models
+from service.calibration import CatalogueCalibrator
 from watchbuy.settings import Settings, get_settings
 
 console = Console(stderr=True)
@@ -35,7 +40,8 @@ def build(args: argparse.Namespace) -> int:
         catalogue = read_catalogue(_catalogue_dir(args, settings), args.stream, strict=args.strict)
         models = load_configured_models(settings)
         recipe = IndexRecipe.from_settings(settings, factory=args.factory, search_params=args.search_params)
-        summary, issues = build_stream(catalogue, models, store, recipe, strict=args.strict)
+        calibrate = CatalogueCalibrator.from_settings(models, settings)
+        summary, issues = build_stream(catalogue, models, store, recipe, strict=args.strict, calibrate=calibrate)
     except (CatalogueError, BuildError, ModelArtifactError, ValueError) as exc:
         console.print(f"[red]build failed:[/red] {exc}")
         return 1
@@ -49,6 +55,7 @@ def build(args: argparse.Namespace) -> int:
         ("skipped entries", summary.skipped),
         ("seconds", f"{summary.seconds:.1f}"),
         ("images/s", f"{summary.images_per_second:.1f}"),
+        ("abstain threshold", "not calibrated" if summary.threshold is None else f"{summary.threshold:.3f}"),
         ("published to", str(store.root / summary.stream_id / summary.version)),
     ):
         table.add_row(name, str(value))
