@@ -121,12 +121,27 @@ def live_view(
 ) -> np.ndarray:
     """One synthetic live frame ([height, width, 3] uint8 RGB) of the product in `box` of `image` (None: the
     whole image), on a background made from `scene` (an image that does not show this product)."""
+    return live_view_and_box(image, box, scene, rng, config)[0]
+
+
+def live_view_and_box(
+    image: np.ndarray,
+    box: Box | None,
+    scene: np.ndarray,
+    rng: np.random.Generator,
+    config: LiveViewConfig = LiveViewConfig(),
+) -> tuple[np.ndarray, Box]:
+    """`live_view`, and the box around the product in the frame (what a perfect detector would find)."""
     h, w = image.shape[:2]
     patch = np.ascontiguousarray(crop(image, box if box is not None else (0.0, 0.0, float(w), float(h))))
     mask = product_mask(patch)
     ph, pw = patch.shape[:2]
     source = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float32)
-    matrix = cv2.getPerspectiveTransform(source, _placement(patch.shape, config, rng))
+    corners = _placement(patch.shape, config, rng)
+    matrix = cv2.getPerspectiveTransform(source, corners)
+    low = np.clip(corners.min(axis=0), 0, [config.width - 2, config.height - 2])
+    high = np.clip(corners.max(axis=0), low + 2, [config.width, config.height])
+    placed: Box = (float(low[0]), float(low[1]), float(high[0]), float(high[1]))
     size = (config.width, config.height)
     warped = cv2.warpPerspective(patch, matrix, size, flags=cv2.INTER_LINEAR).astype(np.float32)
     alpha = cv2.warpPerspective(mask, matrix, size, flags=cv2.INTER_LINEAR)[..., None]
@@ -141,7 +156,5 @@ def live_view(
         out = _blur(out, rng)
     quality = int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
     ok, encoded = cv2.imencode(".jpg", out[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        return out
-    decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
-    return out if decoded is None else np.ascontiguousarray(decoded[..., ::-1])
+    decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR) if ok else None
+    return (out if decoded is None else np.ascontiguousarray(decoded[..., ::-1])), placed

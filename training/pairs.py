@@ -16,6 +16,7 @@ from models.types import Box
 class View:
     path: Path
     box: Box | None  # None: the whole image
+    synthetic: bool = False  # a synthetic live view of this catalogue image (models/synthetic.py), made per step
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +33,12 @@ def _first_box(boxes: list) -> Box | None:
     return tuple(float(v) for v in raw)  # type: ignore[return-value]
 
 
-def read_pairs(dataset_dirs: list[Path]) -> list[Pair]:
-    """Every labelled clip frame paired with its product's first shop image; labels are dense ints."""
+def read_pairs(dataset_dirs: list[Path], synthetic: bool = False) -> list[Pair]:
+    """Every labelled clip frame paired with its product's first shop image; labels are dense ints.
+
+    With `synthetic`, also one pair per catalogue product (with clips or not): its shop image and a
+    synthetic live view of that image, rendered at each training step.
+    """
     labels: dict[str, int] = {}
     pairs: list[Pair] = []
     for dataset in dataset_dirs:
@@ -45,6 +50,10 @@ def read_pairs(dataset_dirs: list[Path]) -> list[Pair]:
                 product = json.loads(line)
                 image = product["images"][0]
                 shops[product["product_id"]] = View(stream / image["path"], _first_box(image["boxes"]))
+                if synthetic:
+                    shop = shops[product["product_id"]]
+                    label = labels.setdefault(product["product_id"], len(labels))
+                    pairs.append(Pair(label, shop, View(shop.path, shop.box, synthetic=True)))
             for line in (stream / "queries.jsonl").read_text().splitlines():
                 clip = json.loads(line)
                 pid = clip["product_id"]

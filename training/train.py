@@ -23,6 +23,7 @@ from PIL import Image
 from torch import nn
 
 from models.embedder import MEAN, STD, crop, pad_to_square
+from models.synthetic import live_view_and_box
 from models.types import Box
 from training.augment import view
 from training.export import load_imagenet
@@ -54,6 +55,8 @@ class TrainConfig:
     margin: float = 0.0  # additive cosine margin on the true pair (CosFace-style; 0: plain InfoNCE, the v3 recipe)
     sigmoid_weight: float = 0.0  # weight of the pairwise sigmoid loss added to InfoNCE (0: none, the v4 recipe)
     backbone: str = "lite0"  # ImageNet EfficientNet-Lite variant to start from (efficientnet_lite.BACKBONES)
+    synthetic: int = 0  # synthetic live-view pairs per catalogue product per epoch (0: none, the v6 recipe)
+    distill_weight: float = 0.0  # weight of 1 − cos(backbone features, frozen ImageNet backbone's) (0: none)
 
 
 class ImageCache:
@@ -250,6 +253,10 @@ def split_pairs(pairs: list[Pair], config: TrainConfig) -> tuple[list[Pair], dic
     groups: dict[str, list[Pair]] = {}
     for pair in pairs:
         stream = stream_of(pair)
+        if pair.photo.synthetic:  # never validated on; a validation stream's products stay out of training
+            if stream not in config.val_streams:
+                train_pairs.extend([pair] * config.synthetic)
+            continue
         held_out = stream in config.val_streams or (stream in shares and rng.random() < shares[stream])
         if held_out:
             groups.setdefault(stream, []).append(pair)
@@ -279,11 +286,48 @@ def _train_mode(model: nn.Module) -> None:
             module.eval()
 
 
+class Views:
+    """The augmented crops of a batch: shop views, and photo views (real, or synthetic live views of the shop
+    image placed on a real training photo as the scene)."""
+
+    def __init__(self, config: TrainConfig, cache: ImageCache, scenes: list[Path], rng: np.random.Generator) -> None:
+        self.config, self.cache, self.scenes, self.rng = config, cache, scenes, rng
+
+    def shop(self, pair: Pair) -> np.ndarray:
+        return view(self.cache.get(pair.shop.path), pair.shop.box, self.config.size, self.rng, strong=False)
+
+    def photo(self, pair: Pair) -> np.ndarray:
+        if not pair.photo.synthetic:
+            return view(self.cache.get(pair.photo.path), pair.photo.box, self.config.size, self.rng, strong=True,
+                        rotate_degrees=self.config.rotate_degrees)
+        scene = self.cache.get(self.scenes[int(self.rng.integers(len(self.scenes)))])
+        frame, box = live_view_and_box(self.cache.get(pair.photo.path), pair.photo.box, scene, self.rng)
+        return view(frame, box, self.config.size, self.rng, strong=False)  # already turned, blurred, covered
+
+
+class Distiller:
+    """Keeps what ImageNet knew: 1 − cosine between the backbone's pooled features and a frozen ImageNet
+    backbone's, on the same images."""
+
+    def __init__(self, backbone: str) -> None:
+        self.teacher = load_imagenet(backbone).eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+
+    def loss(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.teacher.features(x)
+        return (1 - F.cosine_similarity(features, target, dim=1)).mean()
+
+
 def train(config: TrainConfig, work_dir: Path) -> dict:
     torch.manual_seed(config.seed)
     np_rng = np.random.default_rng(config.seed)
     py_rng = random.Random(config.seed)
-    train_pairs, val_groups = split_pairs(read_pairs([Path(d) for d in config.datasets]), config)
+    pairs = read_pairs([Path(d) for d in config.datasets], synthetic=config.synthetic > 0)
+    train_pairs, val_groups = split_pairs(pairs, config)
+    scenes = sorted({p.photo.path for p in train_pairs if not p.photo.synthetic})
+    distiller = Distiller(config.backbone) if config.distill_weight else None
     log.info("pairs: %d train, validation %s", len(train_pairs), {k: len(v) for k, v in val_groups.items()})
     model = build_model(config)
     head_params = list(model.head.parameters())
@@ -300,6 +344,7 @@ def train(config: TrainConfig, work_dir: Path) -> dict:
         optimiser, max_lr=[float(g["lr"]) for g in groups], total_steps=config.epochs * steps_per_epoch
     )
     cache = ImageCache()
+    views = Views(config, cache, scenes, np_rng)
     work_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = work_dir / "checkpoint.pt"
     start_epoch, history = 0, []
@@ -322,14 +367,15 @@ def train(config: TrainConfig, work_dir: Path) -> dict:
         _train_mode(model)
         started, losses = time.perf_counter(), []
         for step, group in enumerate(epoch_batches(model, train_pairs, config, cache, py_rng, steps_per_epoch)):
-            shops = [view(cache.get(p.shop.path), p.shop.box, config.size, np_rng, strong=False) for p in group]
-            photos = [
-                view(cache.get(p.photo.path), p.photo.box, config.size, np_rng, strong=True,
-                     rotate_degrees=config.rotate_degrees)
-                for p in group
-            ]
-            shop_vectors, photo_vectors = model(to_tensor(shops)), model(to_tensor(photos))
+            x_shop = to_tensor([views.shop(p) for p in group])
+            x_photo = to_tensor([views.photo(p) for p in group])
+            shop_features, photo_features = model.backbone.features(x_shop), model.backbone.features(x_photo)
+            shop_vectors = F.normalize(model.head(shop_features), dim=1)
+            photo_vectors = F.normalize(model.head(photo_features), dim=1)
             loss = info_nce(shop_vectors, photo_vectors, config.temperature, config.margin)
+            if distiller is not None:
+                distill = distiller.loss(shop_features, x_shop) + distiller.loss(photo_features, x_photo)
+                loss = loss + config.distill_weight * distill / 2
             if pair_loss is not None:
                 loss = loss + config.sigmoid_weight * pair_loss(shop_vectors, photo_vectors)
             optimiser.zero_grad()

@@ -172,3 +172,46 @@ def test_without_batching_the_clip_gets_the_same_answer(
         [p["score"] for p in batched["products"]], abs=1e-3
     )
     assert answer["video"] == batched["video"]
+
+
+@pytest.mark.integration
+def test_a_product_seen_in_a_few_frames_of_a_video_keeps_its_score(
+    model_dir: Path, slice_index_root: Path, slice_dir: Path, shared_dir: Path
+) -> None:
+    """A real studio clip without the product, with a garment of the catalogue shown for 3 of its 11 sampled
+    frames: pooled over its best frames the garment is named with the frames that show it; averaged over
+    every frame (the old rule) its score sinks."""
+    studio = (shared_dir / "data" / "clips" / "studio_upper_body.mp4").read_bytes()
+    scenes = [np.asarray(Image.fromarray(f.image).resize((192, 256)))
+              for f in sample_video(studio, VideoLimits(10.0, 4.0, 32, 10**7)).frames[:6]]
+    queries = [json.loads(line) for line in (slice_dir / "queries.jsonl").read_text().splitlines() if line.strip()]
+    answers = {}
+    for pool in (3, 0):
+        settings = Settings(model_dir=model_dir, index_root=slice_index_root, video_sample_fps=4.0, frame_pool=pool)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+            with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+                if pool == 3:  # a garment the service names from its photo alone
+                    query = next(q for q in queries[:8] if q["product_id"] == _top1(test_client, slice_dir, q))
+                    garment = read_still(slice_dir / query["frames"][0]["path"], size=(192, 256))
+                    stills = [*scenes[:3], garment, garment, *scenes[3:]]
+                    video = encode_clip(stills, fps=24, frames_per_still=8)  # 8 stills, 2.67 s
+                response = post_video(test_client, video, top_k=40)
+                assert response.status_code == 200, response.text
+                answers[pool] = response.json()
+    pooled, everything = answers[3], answers[0]
+    shown = {f["frame_index"] for f in pooled["frames"] if 24 <= f["frame_index"] < 40}
+    assert len(pooled["frames"]) == 11 and len(shown) == 3
+    best = pooled["products"][0]
+    assert best["product_id"] == query["product_id"]
+    assert best["evidence_frames"] and set(best["evidence_frames"]) <= shown
+    diluted = next(p["score"] for p in everything["products"] if p["product_id"] == query["product_id"])
+    assert diluted < best["score"] - 0.05
+
+
+def _top1(client: TestClient, slice_dir: Path, query: dict[str, Any]) -> str | None:
+    data = (slice_dir / query["frames"][0]["path"]).read_bytes()
+    response = client.post("/identify", data={"stream_id": SLICE_STREAM, "top_k": "1"},
+                           files=[("frames", ("f.jpg", data, "image/jpeg"))])
+    products = response.json()["products"]
+    return products[0]["product_id"] if products else None
