@@ -127,8 +127,8 @@ def train_main(argv: list[str] | None = None) -> int:
                         help="ImageNet EfficientNet-Lite variant to start from (ignored with --init)")
     parser.add_argument("--synthetic", type=int, default=0, metavar="N",
                         help="N synthetic live-view pairs per catalogue product per epoch (models/synthetic.py)")
-    parser.add_argument("--distill", type=float, default=0.0, metavar="W",
-                        help="add W × (1 − cos) between the backbone's features and frozen ImageNet's (0: none)")
+    parser.add_argument("--anchor", type=float, default=0.0, metavar="W",
+                        help="add W × ½‖θ − θ_start‖² over the trained backbone weights (L2-SP; 0: none)")
     parser.add_argument("--freeze-blocks", type=int, default=TrainConfig.freeze_blocks,
                         help="EfficientNet blocks kept frozen (of 16 in Lite0, 21 in Lite1)")
     args = parser.parse_args(argv)
@@ -141,7 +141,7 @@ def train_main(argv: list[str] | None = None) -> int:
         repeat=tuple(_pair_arg(a, int) for a in args.repeat),
         val_share=tuple(_pair_arg(a, float) for a in args.val_share),
         rotate_degrees=args.rotate, freeze_blocks=args.freeze_blocks, hard_group=args.hard_group,
-        margin=args.margin, sigmoid_weight=args.sigmoid_weight, synthetic=args.synthetic, distill_weight=args.distill,
+        margin=args.margin, sigmoid_weight=args.sigmoid_weight, synthetic=args.synthetic, anchor_weight=args.anchor,
         backbone=backbone_of(args.init) if args.init else args.backbone,
     )
     started = time.perf_counter()

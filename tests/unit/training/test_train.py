@@ -15,12 +15,14 @@ torch = pytest.importorskip("torch")
 from training.augment import jitter_box, rotate, view  # noqa: E402 - after the torch check
 from training.pairs import Pair, View, read_pairs  # noqa: E402 - after the torch check
 from training.train import (  # noqa: E402 - after the torch check
+    Anchor,
     PairSigmoid,
     TrainConfig,
     batches,
     build_model,
     hard_batches,
     info_nce,
+    split_pairs,
     to_tensor,
 )
 
@@ -45,6 +47,33 @@ def test_pairs_from_a_train_layout(tmp_path: Path) -> None:
     assert len(pairs) == 1
     assert pairs[0].shop == View(stream / "i1.jpg", (1.0, 2.0, 30.0, 40.0))
     assert pairs[0].photo == View(stream / "f0.jpg", (5.0, 6.0, 50.0, 60.0))
+    # with synthetic views: one more pair per catalogue product, clips or not, labelled like its real pairs
+    both = read_pairs([tmp_path / "toy-train"], synthetic=True)
+    synthetic = [p for p in both if p.photo.synthetic]
+    assert len(both) == 4 and len(synthetic) == 3
+    assert all(p.photo.path == p.shop.path and p.photo.box == p.shop.box for p in synthetic)
+    real = next(p for p in both if not p.photo.synthetic)
+    assert real.label == next(p.label for p in synthetic if p.shop.path.name == "i1.jpg")
+
+
+def test_synthetic_pairs_repeat_in_training_and_never_leave_a_validation_stream() -> None:
+    def pair(stream: str, label: int, synthetic: bool) -> Pair:
+        path = Path(f"/d/toy-train/streams/{stream}/{label}.jpg")
+        return Pair(label, View(path, None), View(path, None, synthetic))
+
+    pairs = [pair("s0", 0, False), pair("s0", 0, True), pair("val", 1, False), pair("val", 1, True)]
+    train_pairs, held = split_pairs(pairs, TrainConfig(("toy-train",), ("val",), synthetic=3))
+    assert [p.photo.synthetic for p in train_pairs] == [False, True, True, True]
+    assert [p.photo.synthetic for p in held["val"]] == [False]
+
+
+def test_the_anchor_is_zero_at_the_start_and_grows_with_the_distance() -> None:
+    weights = torch.nn.Parameter(torch.ones(3))
+    anchor = Anchor([weights])
+    assert float(anchor.loss()) == 0.0
+    with torch.no_grad():
+        weights += torch.tensor([0.0, 1.0, 2.0])
+    assert float(anchor.loss()) == pytest.approx((1 + 4) / 2)
 
 
 def test_batches_use_every_pair_once_without_repeating_a_product() -> None:
