@@ -221,7 +221,6 @@ def build_report(
             "max_frames": max_frames,
             "abstain_threshold": settings.abstain_threshold,
             "abstain_threshold_overrides": dict(settings.abstain_threshold_overrides),
-            "abstain_threshold_uncalibrated": settings.abstain_threshold_uncalibrated,
             "calibration_views": settings.calibration_views,
             "index_factory": recipe.factory,
             "index_search_params": recipe.search_params,

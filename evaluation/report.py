@@ -68,11 +68,9 @@ def _row(name: str, summary: Mapping[str, Any]) -> list[str]:
 
 
 def _threshold_text(config: Mapping[str, Any]) -> str:
-    if config.get("abstain_threshold") is not None:
-        return f"{config['abstain_threshold']} for every stream"
     if config.get("calibration_views"):
         return f"each catalogue's, calibrated at build from {config['calibration_views']} synthetic views"
-    return f"{config.get('abstain_threshold_uncalibrated')} (uncalibrated indexes)"
+    return str(config["abstain_threshold"])
 
 
 def markdown(report: Mapping[str, Any]) -> str:
@@ -165,12 +163,9 @@ def plot_r_at_k(report: Mapping[str, Any], path: Path) -> None:
 
 def _thresholds_used(report: Mapping[str, Any]) -> list[float]:
     """The thresholds the service abstained by: the one setting, or each stream's calibrated one."""
-    config = report["config"]
-    if config.get("abstain_threshold") is not None:
-        return [float(config["abstain_threshold"])]
     calibrated = {s.get("calibrated_threshold") for s in report["streams"].values()}
     used = sorted(float(t) for t in calibrated if t is not None)
-    return used or [float(config.get("abstain_threshold_uncalibrated", 0.0))]
+    return used or [float(report["config"]["abstain_threshold"])]
 
 
 def plot_f1_threshold(report: Mapping[str, Any], path: Path) -> None:

@@ -150,9 +150,9 @@ def rank_products(
     ]
 
 
-#: Where a stream's threshold comes from: a per-stream override pattern, the one-for-all setting, the
-#: calibration stored with its index (service/calibration.py), or the fallback for an uncalibrated index.
-ThresholdSource = Literal["override", "setting", "catalogue", "uncalibrated"]
+#: Where a stream's threshold comes from: a per-stream override pattern, the calibration stored with its
+#: index (service/calibration.py), or the default setting.
+ThresholdSource = Literal["override", "catalogue", "default"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,35 +164,25 @@ class AbstainThreshold:
 @dataclass(frozen=True, slots=True)
 class AbstainThresholds:
     """The abstain threshold of a stream, first found of: an override pattern matching its id, the
-    one-for-all setting, its index's calibrated threshold, the uncalibrated fallback.
-
-    Scores sit on different scales for different kinds of catalogue (flat garment shots against worn
-    garments, packshots against photos taken in a shop), so each index is calibrated for its catalogue.
+    threshold calibrated for its catalogue at index build (when the build calibrated one), the default.
     """
 
-    uncalibrated: float = 0.43
-    fixed: float | None = None
+    default: float = 0.43
     overrides: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AbstainThresholds:
-        return cls(
-            settings.abstain_threshold_uncalibrated,
-            settings.abstain_threshold,
-            tuple(settings.abstain_threshold_overrides.items()),
-        )
+        return cls(settings.abstain_threshold, tuple(settings.abstain_threshold_overrides.items()))
 
     def for_stream(self, stream_id: str, manifest: Mapping[str, Any]) -> AbstainThreshold:
         """The threshold for `stream_id`, whose current index version has `manifest`."""
         for pattern, threshold in self.overrides:
             if fnmatchcase(stream_id, pattern):
                 return AbstainThreshold(threshold, "override")
-        if self.fixed is not None:
-            return AbstainThreshold(self.fixed, "setting")
         calibrated = calibrated_threshold(manifest)
         if calibrated is not None:
             return AbstainThreshold(calibrated, "catalogue")
-        return AbstainThreshold(self.uncalibrated, "uncalibrated")
+        return AbstainThreshold(self.default, "default")
 
     def for_index(self, index: StreamIndex) -> AbstainThreshold:
         return self.for_stream(index.stream_id, index.manifest)

@@ -148,10 +148,10 @@ class StreamInfo(BaseModel):
     abstain_threshold: float = Field(
         description="Answers for this stream abstain when the best product scores below this."
     )
-    abstain_threshold_source: Literal["override", "setting", "catalogue", "uncalibrated"] = Field(
-        description="Where the threshold comes from: calibrated for this catalogue at index build (catalogue), "
-        "WATCHBUY_ABSTAIN_THRESHOLD (setting), a WATCHBUY_ABSTAIN_THRESHOLD_OVERRIDES pattern (override), or "
-        "the fallback for an index built without calibration (uncalibrated)."
+    abstain_threshold_source: Literal["override", "catalogue", "default"] = Field(
+        description="Where the threshold comes from: a WATCHBUY_ABSTAIN_THRESHOLD_OVERRIDES pattern (override), "
+        "the calibration of this catalogue at index build (catalogue; WATCHBUY_CALIBRATION_VIEWS), or "
+        "WATCHBUY_ABSTAIN_THRESHOLD (default)."
     )
 
 

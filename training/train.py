@@ -8,7 +8,6 @@ with a manifest in the work dir, and `watchbuy adopt` moves it into models/weigh
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
@@ -27,6 +25,7 @@ from models.synthetic import LiveViewConfig, live_view_and_box
 from models.types import Box
 from training.augment import view
 from training.export import load_imagenet
+from training.losses import Anchor, PairSigmoid, info_nce
 from training.nets.efficientnet_lite import EmbeddingNet
 from training.pairs import Pair, View, read_pairs
 from training.trained import is_ensemble, load_trained
@@ -164,42 +163,6 @@ def shop_neighbours(model: nn.Module, pairs: list[Pair], cache: ImageCache, size
     return {label: [labels[j] for j in row] for label, row in zip(labels, nearest, strict=True)}
 
 
-def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float, margin: float = 0.0) -> torch.Tensor:
-    """Symmetric InfoNCE over a batch of (shop, photo) pairs, row i of `a` matching row i of `b`.
-
-    With `margin` > 0 the true pair's cosine is lowered by `margin` before the softmax (an additive
-    margin, as in CosFace): the loss only relaxes once the true pair beats every other pair in the batch
-    by that much, which is what a fixed abstain threshold needs (right matches scoring clearly above the
-    best wrong one).
-    """
-    cosines = a @ b.t()
-    if margin:
-        cosines = cosines - margin * torch.eye(len(a), dtype=cosines.dtype)
-    logits = cosines / temperature
-    target = torch.arange(len(a))
-    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
-
-
-class PairSigmoid(nn.Module):
-    """The pairwise sigmoid loss of SigLIP: each (shop, photo) pair in the batch is its own yes/no question
-    against one learned threshold on the scaled cosine, so scores become comparable across queries (what a
-    fixed abstain threshold needs); the softmax of InfoNCE only ranks the products within a row.
-
-    The scale starts at 10 and the threshold at cosine 0.5; both are learned (their own learning rate, see
-    `train`) and are not part of the exported model.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
-        self.bias = nn.Parameter(torch.tensor(-5.0))
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        logits = (a @ b.t()) * self.log_scale.exp() + self.bias
-        signs = 2 * torch.eye(len(a), dtype=logits.dtype) - 1  # +1 for the true pairs, -1 for all others
-        return -F.logsigmoid(signs * logits).sum() / len(a)
-
-
 @torch.no_grad()
 def embed_views(model: nn.Module, views: list[View], cache: ImageCache, size: int) -> torch.Tensor:
     out = []
@@ -308,19 +271,6 @@ class Views:
 #: Synthetic live frames for training: smaller than the index build's (the crop is resized to 224 anyway), at
 #: a quarter of the rendering time.
 SYNTHETIC = LiveViewConfig(width=288, height=384)
-
-
-class Anchor:
-    """Keeps what the starting weights (ImageNet) knew, L2-SP style (Li et al., 2018): ½‖θ − θ_start‖² over
-    the trained backbone weights, a pull back towards where fine-tuning started; nearly free, unlike
-    distilling from a second, frozen backbone (which doubled the step time here)."""
-
-    def __init__(self, params: list[nn.Parameter]) -> None:
-        self.params = params
-        self.start = [p.detach().clone() for p in params]
-
-    def loss(self) -> torch.Tensor:
-        return sum(((p - s) ** 2).sum() for p, s in zip(self.params, self.start, strict=True)) / 2  # type: ignore[return-value]
 
 
 def train(config: TrainConfig, work_dir: Path) -> dict:

@@ -79,17 +79,12 @@ class Settings(BaseSettings):
     # --- retrieval -----------------------------------------------------------------------------
     neighbours_per_box: int = Field(20, ge=1, le=200, description="FAISS neighbours fetched per box.")
     matches_per_box: int = Field(3, ge=1, le=20, description="Box-level matches returned per box.")
-    abstain_threshold: float | None = Field(
-        None,
-        description="One abstain threshold for every stream, instead of each catalogue's own. Unset (the "
-        "default): a stream abstains below the threshold calibrated for its catalogue at index build "
-        "(service/calibration.py), shown by GET /streams/{id}.",
-    )
-    abstain_threshold_uncalibrated: float = Field(
+    abstain_threshold: float = Field(
         0.43,
-        description="The threshold of an index built without calibration (calibration_views 0, or built before "
-        "it existed): watchbuy-lite-e3's on viton-train-11, the highest threshold whose rate of abstaining on "
-        "normal clips, plus one standard error, stays at or under 10% (docs/EVALUATION.md).",
+        description="Abstain when the best product score is below this, for every stream whose index carries no "
+        "calibration of its own. Calibrated for watchbuy-lite-e3 on viton-train-11 (held out from training): the "
+        "highest threshold whose rate of abstaining on normal clips, plus one standard error, stays at or under "
+        "10%; it holds out of that domain too (docs/EVALUATION.md, 'Per-catalogue abstain threshold').",
     )
     abstain_threshold_overrides: dict[str, float] = Field(
         default_factory=dict,
@@ -97,9 +92,10 @@ class Settings(BaseSettings):
         'matching pattern wins over everything else. E.g. {"shop-42-*": 0.6}.',
     )
     calibration_views: int = Field(
-        64, ge=0, le=1024,
-        description="Synthetic live views of catalogue images scored at index build to calibrate the stream's "
-        "abstain threshold (0: no calibration; the stream uses abstain_threshold_uncalibrated).",
+        0, ge=0, le=1024,
+        description="Synthetic live views of catalogue images scored at index build to calibrate each stream's "
+        "own abstain threshold (service/calibration.py), which its answers then use. 0 (the default): no "
+        "calibration; measured, it does not transfer to other kinds of product yet (docs/EVALUATION.md).",
     )
     frame_pool: int = Field(
         3, ge=0, le=64,

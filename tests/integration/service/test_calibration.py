@@ -12,7 +12,7 @@ from indexer.build import build_stream
 from indexer.catalogue import Catalogue, read_catalogue
 from indexer.store import IndexStore, StreamIndex
 from models.loader import Models
-from service.calibration import CatalogueCalibrator, threshold_from_scores
+from service.calibration import IMPOSTOR_MARGIN, CatalogueCalibrator, threshold_from_scores
 from service.pipeline import PipelineConfig
 from watchbuy.settings import Settings
 
@@ -28,7 +28,7 @@ def test_synthetic_views_score_their_own_product_above_the_others(
     genuine, impostor = scores[:, 0], scores[:, 1]
     assert np.median(genuine) > np.median(impostor)  # the embedder tells the pasted product from the others
     assert np.array_equal(scores, calibrator.view_scores(catalogue, index))  # seeded: the same views again
-    assert float(np.min(genuine)) <= threshold_from_scores(genuine) <= float(np.max(genuine))
+    assert threshold_from_scores(impostor) == pytest.approx(float(np.median(impostor)) + IMPOSTOR_MARGIN, abs=1e-4)
 
 
 def test_a_failing_calibration_publishes_nothing(slice_dir: Path, models: Models, tmp_path: Path) -> None:

@@ -13,15 +13,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from training.augment import jitter_box, rotate, view  # noqa: E402 - after the torch check
+from training.losses import Anchor, PairSigmoid, info_nce  # noqa: E402 - after the torch check
 from training.pairs import Pair, View, read_pairs  # noqa: E402 - after the torch check
 from training.train import (  # noqa: E402 - after the torch check
-    Anchor,
-    PairSigmoid,
     TrainConfig,
     batches,
     build_model,
     hard_batches,
-    info_nce,
     split_pairs,
     to_tensor,
 )
