@@ -49,7 +49,7 @@ class PipelineConfig:
     matches_per_box: int = 3
     abstain: AbstainThresholds = field(default_factory=AbstainThresholds)
     text_weight: float = 0.0
-    frame_pool: int = 0
+    frame_pool: int = 3
     hubness_weight: float = 0.0
     proposal_weights: Mapping[str, float] = field(default_factory=dict)
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
