@@ -99,17 +99,18 @@ def _hand(alpha: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.n
     return cover, HAND_COLOURS[int(rng.integers(len(HAND_COLOURS)))]
 
 
-def _blur(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def blur(image: np.ndarray, rng: np.random.Generator, lengths: tuple[int, int] = (5, 15)) -> np.ndarray:
+    """A defocus blur (3–7 px), or with even odds a motion blur of a length drawn from `lengths` (low
+    inclusive, high exclusive) along a random direction."""
     if rng.random() < 0.5:
         k = int(rng.choice([3, 5, 7]))
-        return cv2.GaussianBlur(frame, (k, k), 0)
-    length = int(rng.integers(5, 15))
+        return cv2.GaussianBlur(image, (k, k), 0)
+    length = int(rng.integers(*lengths))
     line = np.zeros((length, length), np.float32)
-    line[length // 2, :] = 1.0
+    line[length // 2, :] = 1.0 / length
     turn = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), float(rng.uniform(0, 180)), 1.0)
     kernel = cv2.warpAffine(line, turn, (length, length))
-    kernel = (kernel / max(float(kernel.sum()), 1e-6)).astype(np.float32)
-    return cv2.filter2D(frame, -1, kernel)
+    return cv2.filter2D(image, -1, (kernel / max(float(kernel.sum()), 1e-6)).astype(np.float32))
 
 
 def live_view(
@@ -153,7 +154,7 @@ def live_view_and_box(
     frame = frame * rng.uniform(0.65, 1.2) * rng.uniform(0.9, 1.1, 3)  # light level and colour cast
     out = np.clip(frame, 0, 255).astype(np.uint8)
     if rng.random() < config.blur:
-        out = _blur(out, rng)
+        out = blur(out, rng)
     quality = int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
     ok, encoded = cv2.imencode(".jpg", out[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
     decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR) if ok else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from models import synthetic
 from models.embedder import crop, pad_to_square
 from models.types import Box
 
@@ -35,15 +36,8 @@ def colour_shift(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def blur(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    if rng.random() < 0.5:
-        k = int(rng.choice([3, 5, 7]))
-        return cv2.GaussianBlur(image, (k, k), 0)
-    length = int(rng.integers(3, 10))  # motion blur along a random direction
-    line = np.zeros((length, length), np.float32)
-    line[length // 2, :] = 1.0 / length
-    rot = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), float(rng.uniform(0, 180)), 1.0)
-    kernel = cv2.warpAffine(line, rot, (length, length))
-    return cv2.filter2D(image, -1, kernel / max(kernel.sum(), 1e-6))
+    """Defocus, or motion blur 3–9 px long (the synthetic live views' blur, shorter)."""
+    return synthetic.blur(image, rng, lengths=(3, 10))
 
 
 def occlude(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
