@@ -32,7 +32,7 @@ from evaluation.identify import (
 )
 from evaluation.metrics import DEFINITIONS, ClipOutcome, FrameOutcome, ReturnedBox, summarize, threshold_sweep
 from evaluation.report import write_report
-from indexer.build import Calibrate, IndexRecipe, build_stream
+from indexer.build import BuildSummary, Calibrate, IndexRecipe, build_stream
 from indexer.catalogue import read_catalogue
 from indexer.queries import (
     Clip,
@@ -134,10 +134,10 @@ def outcome_from_response(
 def prepare_indexes(
     source: StreamSource, models: Models, store: IndexStore, recipe: IndexRecipe, held_out: frozenset[str],
     calibrate: Calibrate | None,
-) -> tuple[str, str | None, set[str], list[str], float, float | None]:
+) -> tuple[BuildSummary, str | None, set[str], list[str]]:
     """Build (calibrated as the indexer job does) and publish the stream's index, and the copy without
-    `held_out`, which keeps the whole catalogue's calibration; returns both versions, the indexed products,
-    the catalogue's issues, the build time and the calibrated threshold."""
+    `held_out`, which keeps the whole catalogue's calibration; returns the build's summary, the copy's
+    version, the indexed products and the catalogue's issues."""
     catalogue = read_catalogue(source.root, source.stream_id)
     summary, issues = build_stream(catalogue, models, store, recipe, show_progress=False, calibrate=calibrate)
     indexed = set(store.load(source.stream_id, summary.version).titles)
@@ -148,7 +148,7 @@ def prepare_indexes(
             store, source.stream_id, summary.version, removed, held_out_stream_id(source.stream_id)
         )
     notes = [f"{i.source}: {i.message}" for i in issues]
-    return summary.version, held_version, indexed, notes, summary.seconds, summary.threshold
+    return summary, held_version, indexed, notes
 
 
 def evaluate_stream(
@@ -157,10 +157,8 @@ def evaluate_stream(
 ) -> StreamRun:
     limit = config.clips_per_stream
     held_out = choose_held_out(clip_products(source, limit), config.held_out_share, config.seed, source.stream_id)
-    version, held_version, indexed, issues, build_seconds, threshold = prepare_indexes(
-        source, models, store, recipe, held_out, calibrate
-    )
-    wait_for_version(identifier, source.stream_id, version)
+    build, held_version, indexed, issues = prepare_indexes(source, models, store, recipe, held_out, calibrate)
+    wait_for_version(identifier, source.stream_id, build.version)
     held_id = held_out_stream_id(source.stream_id)
     if held_version is not None:
         wait_for_version(identifier, held_id, held_version)
@@ -180,8 +178,8 @@ def evaluate_stream(
                 body, ms = identifier.identify(held_id, frames, clip.asr_text, config.top_k)
                 outcomes.append(outcome_from_response(source.stream_id, clip, frames, truth, True, body, ms))
             bar.update(1)
-    return StreamRun(source.stream_id, version, held_out, len(indexed), tuple(outcomes), tuple(issues),
-                     build_seconds, threshold)
+    return StreamRun(source.stream_id, build.version, held_out, len(indexed), tuple(outcomes), tuple(issues),
+                     build.seconds, build.threshold)
 
 
 def build_report(

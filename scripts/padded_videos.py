@@ -79,14 +79,15 @@ def padded_video(photo: Path, scenes: list[np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def labelled_clips(dataset: Path, limit: int) -> list[tuple[str, str, Path]]:
-    """(stream, product, photo) of the first `limit` clips whose product is in their catalogue."""
+def labelled_clips(dataset: Path, limit: int) -> list[tuple[Path, str, Path]]:
+    """(stream folder, product, photo) of `limit` clips spread over the dataset whose product is in their
+    catalogue."""
     found = []
     for stream in sorted((dataset / "streams").iterdir()):
         for line in (stream / "queries.jsonl").read_text().splitlines():
             clip = json.loads(line)
             if clip["product_id"] is not None:
-                found.append((stream.name, clip["product_id"], stream / clip["frames"][0]["path"]))
+                found.append((stream, clip["product_id"], stream / clip["frames"][0]["path"]))
     step = max(1, len(found) // limit)
     return found[::step][:limit]
 
@@ -108,11 +109,10 @@ def main() -> int:
         for pool in (int(p) for p in args.frame_pool.split(",")):
             pooled = settings.model_copy(update={"frame_pool": pool, "index_root": Path(root)})
             with portal.wrap_async_context_manager(serving(pooled, Metrics())) as state:
-                for dataset_name, stream, product, data in videos:
+                for dataset_name, stream_dir, product, data in videos:
+                    stream = stream_dir.name
                     if store.current_version(stream) is None:
-                        catalogue = read_catalogue(Path(args.datasets[0]).parent / dataset_name / "streams" / stream,
-                                                   stream)
-                        build_stream(catalogue, state.models, store, show_progress=False)
+                        build_stream(read_catalogue(stream_dir, stream), state.models, store, show_progress=False)
                     sample = functools.partial(sample_video, data, video_limits(pooled))
                     started = time.perf_counter()
                     result, video = portal.call(identify, state, IdentifyQuery(stream, 5), sample, 1)

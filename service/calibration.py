@@ -25,7 +25,7 @@ from PIL import Image
 from indexer.catalogue import Catalogue, CatalogueImage
 from indexer.store import StreamIndex
 from models.loader import Models
-from models.synthetic import LiveViewConfig, live_view
+from models.synthetic import live_view
 from service.calls import DirectCalls
 from service.pipeline import Pipeline, PipelineConfig
 from service.sessions import Alone
@@ -113,8 +113,7 @@ class CatalogueCalibrator:
             other = products[(i + 1 + int(rng.integers(len(products) - 1))) % len(products)]
             scene = _pixels(other.images[int(rng.integers(len(other.images)))])
             box = image.boxes[0] if image.boxes else None
-            frames.append((product.product_id, DecodedFrame(n, live_view(_pixels(image), box, scene, rng,
-                                                                          LiveViewConfig()))))
+            frames.append((product.product_id, DecodedFrame(n, live_view(_pixels(image), box, scene, rng))))
         return anyio.run(self._score_views, frames, index)
 
     async def _score_views(self, frames: list[tuple[str, DecodedFrame]], index: StreamIndex) -> np.ndarray:

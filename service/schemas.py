@@ -6,9 +6,11 @@ Limits that depend on `Settings` (frame count, top_k upper bound) are checked in
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from service.aggregate import ThresholdSource
 
 #: stream_id and session_id: safe to use in paths, Redis keys and metric labels.
 ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
@@ -148,7 +150,7 @@ class StreamInfo(BaseModel):
     abstain_threshold: float = Field(
         description="Answers for this stream abstain when the best product scores below this."
     )
-    abstain_threshold_source: Literal["override", "catalogue", "default"] = Field(
+    abstain_threshold_source: ThresholdSource = Field(
         description="Where the threshold comes from: a WATCHBUY_ABSTAIN_THRESHOLD_OVERRIDES pattern (override), "
         "the calibration of this catalogue at index build (catalogue; WATCHBUY_CALIBRATION_VIEWS), or "
         "WATCHBUY_ABSTAIN_THRESHOLD (default)."
