@@ -13,6 +13,10 @@ export WATCHBUY_MODEL_DIR ?= var/models
 export WATCHBUY_INDEX_ROOT ?= var/indexes
 export WATCHBUY_MODEL_MIRROR ?= $(if $(wildcard ../shared/models),../shared/models,)
 export WATCHBUY_CATALOGUE_ROOT ?= ../shared/data/viton-dev/streams
+comma := ,
+# What `make models` calibrates the int8 copies on (training/quantize.py): the *-train sets, when present.
+QUANTIZATION_SETS := $(wildcard ../shared/data/viton-train ../shared/data/grocery-train)
+export WATCHBUY_QUANTIZATION_DATA ?= [$(subst $(eval) ,$(comma),$(foreach d,$(QUANTIZATION_SETS),"$(d)"))]
 
 STREAM ?= viton-dev-00
 CATALOGUE ?=

@@ -1,4 +1,4 @@
-"""`python -m benchmarks [build pipeline http faiss] [options]` (what `make bench` runs).
+"""`python -m benchmarks [build pipeline http savings faiss] [options]` (what `make bench` runs).
 
 Each benchmark writes `<out>/<name>/{report.json, report.md, plot.png}`. The chosen ones (default: all)
 always run in the order above: the build makes the index the pipeline and HTTP benchmarks use, and the
@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-ORDER = ("build", "pipeline", "http", "faiss")
+ORDER = ("build", "pipeline", "http", "savings", "faiss")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -65,11 +65,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from benchmarks import bare_pipeline, faiss_search, index_build, service_http
+    from benchmarks import bare_pipeline, faiss_search, index_build, savings, service_http
     from benchmarks.data import DEFAULT_STREAM_DIR, BenchDataError, Workspace
     from benchmarks.report import write_report
 
-    needs_models = set(args.benchmarks) & {"build", "pipeline", "http"}
+    needs_models = set(args.benchmarks) & {"build", "pipeline", "http", "savings"}
     workspace = None
     try:
         if needs_models:
@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise BenchDataError(f"benchmark {name} needs the models and data")
             elif name == "build":
                 report = index_build.run(workspace, seconds=args.seconds)
+            elif name == "savings":
+                report = savings.run(workspace, args.out, seconds=args.seconds, quick=args.quick)
             elif name == "pipeline":
                 report = bare_pipeline.run(workspace, seconds=args.seconds, frames_per_request=args.frames_per_request)
             else:

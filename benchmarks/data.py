@@ -34,18 +34,20 @@ class BenchDataError(RuntimeError):
     """The shared data or the model files are missing; the message names the fix."""
 
 
-def frame_paths(stream_dir: Path, limit: int | None = None) -> list[Path]:
-    """The clip frames of a stream's queries.jsonl (real livestream-like frames), in file order."""
+def labelled_frames(stream_dir: Path, limit: int | None = None) -> list[tuple[Path, str | None]]:
+    """The clip frames of a stream's queries.jsonl (real livestream-like frames) and their clip's product,
+    in file order."""
     queries = stream_dir / "queries.jsonl"
     if not queries.is_file():
         raise BenchDataError(f"no {queries}: the benchmarks need ../shared/data (see its README)")
-    paths: list[Path] = []
+    found: list[tuple[Path, str | None]] = []
     for line in queries.read_text(encoding="utf-8").splitlines():
         if line.strip():
-            paths += [stream_dir / frame["path"] for frame in json.loads(line)["frames"]]
-        if limit is not None and len(paths) >= limit:
+            clip = json.loads(line)
+            found += [(stream_dir / frame["path"], clip["product_id"]) for frame in clip["frames"]]
+        if limit is not None and len(found) >= limit:
             break
-    return paths[:limit] if limit is not None else paths
+    return found[:limit] if limit is not None else found
 
 
 @dataclass(slots=True)
@@ -55,6 +57,7 @@ class Workspace:
     stream_dir: Path
     products: int | None
     frames: list[bytes]
+    labels: list[str | None]  # the product each frame shows (None: none of the catalogue's)
     settings: Settings
     root: Path
     _state: ServiceState | None = None
@@ -67,15 +70,16 @@ class Workspace:
     @classmethod
     def create(cls, stream_dir: Path = DEFAULT_STREAM_DIR, products: int | None = None,
                n_frames: int = 64, root: Path | None = None) -> Workspace:
-        paths = frame_paths(stream_dir, n_frames)
-        if not paths:
+        found = labelled_frames(stream_dir, n_frames)
+        if not found:
             raise BenchDataError(f"no frames listed in {stream_dir / 'queries.jsonl'}")
         root = root or Path(tempfile.mkdtemp(prefix="watchbuy-bench-"))
         # batching off: the request path calls the models directly (the ceiling the service is held to)
         settings = Settings(index_root=root / "indexes", batching=False)
         if not (settings.model_dir / "manifest.json").is_file():
             raise BenchDataError(f"no model files in {settings.model_dir}; run `make models`")
-        return cls(stream_dir, products, [p.read_bytes() for p in paths], settings, root)
+        return cls(stream_dir, products, [p.read_bytes() for p, _ in found], [label for _, label in found], settings,
+                   root)
 
     @property
     def state(self) -> ServiceState:

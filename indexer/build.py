@@ -235,7 +235,7 @@ def build_stream(
     started = time.perf_counter()
     draft, embedded = draft_index(catalogue, models, recipe, strict, show_progress)
     calibration = calibrate(catalogue, draft) if calibrate is not None else None
-    model_hashes = {m.record.role: m.record.sha256 for m in models.loaded}
+    model_hashes = {m.record.role: m.record.identity for m in models.loaded}  # an fp32 file or its int8 copy
     if models.cohort is not None:
         model_hashes["cohort"] = models.cohort.sha256
     version = store.publish(

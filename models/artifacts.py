@@ -4,7 +4,10 @@
 - the detector is taken from `WATCHBUY_MODEL_MIRROR` when it holds the file, else downloaded from
   the official YOLOX release, and rewritten to a dynamic batch (training/detector_graph.py); its
   manifest entry pins the rewritten file and keeps the original's sha256 (`origin_sha256`);
-- the embedder is exported from the ImageNet EfficientNet-Lite0 pip package.
+- the embedder is exported from the ImageNet EfficientNet-Lite0 pip package or the project's weights;
+- both get an int8 copy (`<file>.int8.onnx`, manifest key `<role>-int8`, training/quantize.py) when
+  calibration data is configured; its `origin_sha256` is the fp32 file it approximates, which is also its
+  `identity`: an index built with either precision serves the other.
 `manifest.json` records each file's size and sha256; `verify_model` checks them and the input/output
 signature, and every failure names the command that fixes it.
 """
@@ -45,6 +48,7 @@ DETECTOR = ModelSpec(
 DETECTOR_SOURCE_FILENAME = "yolox_nano_416x416.onnx"
 EMBEDDER = ModelSpec("embedder", "embedder.onnx", "images", (None, 3, 224, 224), "embeddings", (None, None))
 SPECS = {spec.role: spec for spec in (DETECTOR, EMBEDDER)}
+FP32, INT8 = "fp32", "int8"
 #: Not an ONNX model: the embedder's query cohort (models/cohort.py), when its weights have one.
 COHORT_ROLE = "cohort"
 
@@ -64,7 +68,16 @@ class ModelRecord:
     source: str
     created_at: str
     origin_sha256: str | None = None  # the file this one was converted from (the detector)
-    embedder_sha256: str | None = None  # the embedder file this one belongs to (the cohort)
+    embedder_sha256: str | None = None  # the embedder identity this one belongs to (the cohort)
+    precision: str = FP32  # "int8": a quantized copy of the fp32 file `origin_sha256`
+    calibration: str | None = None  # int8: the data and method it was calibrated with
+
+    @property
+    def identity(self) -> str:
+        """The function this file computes: the fp32 file's sha256 (an int8 copy names its origin)."""
+        if self.precision == INT8 and self.origin_sha256:
+            return self.origin_sha256
+        return self.sha256
 
 
 class ModelArtifactError(RuntimeError):
@@ -98,19 +111,36 @@ def write_manifest(model_dir: Path, records: dict[str, ModelRecord]) -> None:
     os.replace(tmp, model_dir / MANIFEST)
 
 
+def manifest_key(role: str, precision: str = FP32) -> str:
+    return role if precision == FP32 else f"{role}-{precision}"
+
+
+def model_filename(spec: ModelSpec, precision: str = FP32) -> str:
+    return spec.filename if precision == FP32 else spec.filename.removesuffix(".onnx") + f".{precision}.onnx"
+
+
 def record_for(
-    spec: ModelSpec, model_dir: Path, name: str, source: str, origin_sha256: str | None = None
+    spec: ModelSpec,
+    model_dir: Path,
+    name: str,
+    source: str,
+    origin_sha256: str | None = None,
+    precision: str = FP32,
+    calibration: str | None = None,
 ) -> ModelRecord:
-    path = model_dir / spec.filename
+    filename = model_filename(spec, precision)
+    path = model_dir / filename
     return ModelRecord(
         role=spec.role,
         name=name,
-        file=spec.filename,
+        file=filename,
         sha256=sha256_file(path),
         bytes=path.stat().st_size,
         source=source,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         origin_sha256=origin_sha256,
+        precision=precision,
+        calibration=calibration,
     )
 
 

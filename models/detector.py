@@ -18,6 +18,7 @@ import numpy as np
 from models.coco import COCO_CLASSES
 from models.sessions import Session
 from models.types import Detection
+from watchbuy.settings import Settings
 
 INPUT_SIZE = 416
 STRIDES = (8, 16, 32)
@@ -30,6 +31,15 @@ class DetectorConfig:
     score_threshold: float = 0.3
     nms_iou: float = 0.45
     max_detections: int = 10
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DetectorConfig:
+        return cls(
+            classes=tuple(settings.detector_classes),
+            score_threshold=settings.detector_score_threshold,
+            nms_iou=settings.detector_nms_iou,
+            max_detections=settings.max_detections,
+        )
 
 
 def letterbox(image_rgb: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray, float]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,10 +12,12 @@ from models.artifacts import (
     DETECTOR,
     EMBEDDER,
     FIX_COMMAND,
+    INT8,
     ModelArtifactError,
     ModelRecord,
     ModelSpec,
     check_signature,
+    manifest_key,
     read_manifest,
     verify_file,
 )
@@ -47,7 +49,15 @@ class Models:
     cohort: Cohort | None = None  # the embedder's query cohort, when its weights have one
 
     def sha256(self, role: str) -> str:
-        return next(m.record.sha256 for m in self.loaded if m.record.role == role)
+        """The loaded file's sha256."""
+        return self.record(role).sha256
+
+    def identity(self, role: str) -> str:
+        """The function the loaded file computes (its fp32 file's sha256): what indexes and cohorts pin."""
+        return self.record(role).identity
+
+    def record(self, role: str) -> ModelRecord:
+        return next(m.record for m in self.loaded if m.record.role == role)
 
 
 def _open_engine(model_dir: Path, path: Path, record: ModelRecord, choice: BackendChoice) -> TrtSession | None:
@@ -61,19 +71,38 @@ def _open_engine(model_dir: Path, path: Path, record: ModelRecord, choice: Backe
         return None
 
 
+def runs_int8(choice: BackendChoice) -> bool:
+    """int8 copies are for ONNX Runtime's CPU provider; TensorRT and CUDA run the fp32 file (FP16 engines)."""
+    return choice.backend == "onnxruntime" and choice.providers[0] == "CPUExecutionProvider"
+
+
+def choose_record(
+    records: dict[str, ModelRecord], role: str, int8: Collection[str], choice: BackendChoice
+) -> ModelRecord:
+    """The role's int8 copy when it is asked for and the CPU runs it, else its fp32 file.
+
+    A missing int8 copy (`make models` without WATCHBUY_QUANTIZATION_DATA) falls back to fp32, with a warning.
+    """
+    if role in int8 and runs_int8(choice):
+        key = manifest_key(role, INT8)
+        if key in records:
+            return records[key]
+        log.warning("%s: no int8 copy in the manifest, running fp32 (`%s` with WATCHBUY_QUANTIZATION_DATA makes one)",
+                    role, FIX_COMMAND)
+    if role not in records:
+        raise ModelArtifactError(f"the model manifest has no {role}; run `{FIX_COMMAND}`")
+    return records[role]
+
+
 def open_verified(
     model_dir: Path,
     spec: ModelSpec,
-    records: dict[str, ModelRecord],
+    record: ModelRecord,
     threads: int,
     providers: Sequence[str] | None,
-    choice: BackendChoice | None = None,
+    choice: BackendChoice,
 ) -> LoadedModel:
-    if spec.role not in records:
-        raise ModelArtifactError(f"the model manifest has no {spec.role}; run `{FIX_COMMAND}`")
-    record = records[spec.role]
     path = verify_file(model_dir, record)
-    choice = choice or choose_backend("onnxruntime", preferred=providers)
     try:
         session = _open_engine(model_dir, path, record, choice) or open_session(
             path, intra_op_threads=threads, preferred=providers,
@@ -82,7 +111,7 @@ def open_verified(
     except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
         raise ModelArtifactError(f"{spec.role} model {path} cannot be loaded ({exc}); run `{FIX_COMMAND}`") from exc
     check_signature(spec, session)
-    log.info("%s on %s (%s): %s", spec.role, session.provider, session.backend, session.reason)
+    log.info("%s (%s) on %s (%s): %s", spec.role, record.precision, session.provider, session.backend, session.reason)
     return LoadedModel(record=record, session=session)
 
 
@@ -92,18 +121,23 @@ def load_models(
     intra_op_threads: int = 0,
     providers: Sequence[str] | None = None,
     backend: str = "auto",
+    int8: Collection[str] = frozenset(),
 ) -> Models:
     """Verify (manifest, size, sha256, signature) and open both models on the chosen backend.
 
-    Raises ModelArtifactError (also when `backend` names one that cannot run here).
+    The roles in `int8` run from their int8 copy when the CPU runs them. Raises ModelArtifactError (also when
+    `backend` names one that cannot run here).
     """
     records = read_manifest(model_dir)
     try:
         choice = choose_backend(backend, preferred=providers)
     except (BackendUnavailable, ValueError) as exc:
         raise ModelArtifactError(str(exc)) from exc
-    det = open_verified(model_dir, DETECTOR, records, intra_op_threads, providers, choice)
-    emb = open_verified(model_dir, EMBEDDER, records, intra_op_threads, providers, choice)
+    det, emb = (
+        open_verified(model_dir, spec, choose_record(records, spec.role, int8, choice), intra_op_threads, providers,
+                      choice)
+        for spec in (DETECTOR, EMBEDDER)
+    )
     embedder = Embedder(emb.session)
     return Models(
         detector=Detector(det.session, detector_config),
@@ -119,7 +153,7 @@ def open_cohort(model_dir: Path, records: dict[str, ModelRecord], embedder: Mode
     record = records.get(COHORT_ROLE)
     if record is None:
         return None
-    if record.embedder_sha256 != embedder.sha256:
+    if record.embedder_sha256 != embedder.identity:
         raise ModelArtifactError(f"the cohort in {model_dir} belongs to another embedder file; run `{FIX_COMMAND}`")
     path = verify_file(model_dir, record)
     try:
@@ -135,13 +169,9 @@ def load_configured_models(settings: Settings) -> Models:
     """`load_models` with everything taken from the settings (what the service and indexer use)."""
     return load_models(
         settings.model_dir,
-        DetectorConfig(
-            classes=tuple(settings.detector_classes),
-            score_threshold=settings.detector_score_threshold,
-            nms_iou=settings.detector_nms_iou,
-            max_detections=settings.max_detections,
-        ),
+        DetectorConfig.from_settings(settings),
         intra_op_threads=settings.intra_op_threads,
         providers=settings.execution_providers,
         backend=settings.inference_backend,
+        int8=frozenset(settings.int8_models),
     )

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from models.types import Box, Detection, clip_box
+from watchbuy.settings import Settings
 
 FULL_BODY_ASPECT = 2.2
 
@@ -33,6 +34,16 @@ class ProposalConfig:
     full_frame_fallback: bool = True
     always_full_frame: bool = False
     center_crops: tuple[float, ...] = ()  # side fractions of centred boxes proposed in every frame
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProposalConfig:
+        """What the service proposes in a query frame."""
+        return cls(
+            include_person=settings.propose_person,
+            include_parts=settings.propose_parts,
+            always_full_frame=settings.propose_full_frame,
+            center_crops=tuple(settings.propose_center_crops),
+        )
 
 
 def center_box(width: int, height: int, fraction: float) -> Box:

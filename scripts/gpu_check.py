@@ -35,7 +35,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.data import DEFAULT_STREAM_DIR, frame_paths
+from benchmarks.data import DEFAULT_STREAM_DIR, labelled_frames
 from benchmarks.report import machine_info, percentile
 from indexer.build import build_stream
 from indexer.catalogue import read_catalogue
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         print(found.refusal("run `make gpu-check`"), file=sys.stderr)
         return 2
     settings = Settings()
-    paths = frame_paths(args.stream_dir, args.frames)
+    paths = [path for path, _ in labelled_frames(args.stream_dir, args.frames)]
     frames = [p.read_bytes() for p in paths]
     images = [decode_image(data, settings.max_image_pixels) for data in frames]
     root = Path(tempfile.mkdtemp(prefix="watchbuy-gpu-check-"))

@@ -46,5 +46,5 @@ async def identify(
         window=state.window(query.stream_id, query.session_id), timer=timer,
     )
     state.metrics.observe_stages(result.timings_ms)
-    state.metrics.observe_counts(len(result.frames), result.n_boxes)
+    state.metrics.observe_counts(len(result.frames), result.n_boxes, result.crops)
     return result, decoded

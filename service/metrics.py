@@ -19,6 +19,8 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.values import CropCounts
+
 #: Pipeline stages with a latency histogram; other keys in a timings mapping are ignored.
 STAGES: tuple[str, ...] = ("decode", "detect", "embed", "search", "aggregate", "total")
 SECONDS_BUCKETS: tuple[float, ...] = (
@@ -97,13 +99,17 @@ class Metrics:
             "watchbuy_rate_limit_decisions", "Per-key rate limit decisions (failed_open: Redis was down).",
             ["result"], registry=reg,
         )
+        self.crops = Counter(
+            "watchbuy_crops", "Crops of identify requests: embedded, or reused (a repeat of another crop).",
+            ["outcome"], registry=reg,
+        )
         self.index_announcements = Counter(
             "watchbuy_index_announcements", "Index version announcements received, by what was done.",
             ["outcome"], registry=reg,
         )
         for counter, values in (
             (self.smoothing, SMOOTHING_OUTCOMES), (self.rate_limit, RATE_LIMIT_RESULTS),
-            (self.index_announcements, ANNOUNCEMENT_OUTCOMES),
+            (self.index_announcements, ANNOUNCEMENT_OUTCOMES), (self.crops, ("embedded", "reused")),
         ):
             for value in values:  # export every series from the start (dashboards, rate())
                 counter.labels(value)
@@ -122,9 +128,11 @@ class Metrics:
             if value is not None:
                 self.stage_seconds.labels(stage=stage).observe(max(0.0, float(value)) / 1000.0)
 
-    def observe_counts(self, frames: int, boxes: int) -> None:
+    def observe_counts(self, frames: int, boxes: int, crops: CropCounts) -> None:
         self.frames_per_request.observe(frames)
         self.boxes_per_request.observe(boxes)
+        self.crops.labels("embedded").inc(crops.embedded)
+        self.crops.labels("reused").inc(crops.reused)
 
     def set_loaded_streams(self, vectors_by_stream: Mapping[str, int]) -> None:
         """Replace the set of loaded streams; labels of streams no longer loaded are removed."""

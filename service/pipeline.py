@@ -23,6 +23,7 @@ from indexer.store import StreamIndex
 from models.embedder import crop
 from models.loader import Models
 from models.proposals import ProposalConfig, propose
+from models.reuse import ReuseConfig, plan_reuse
 from models.types import Detection
 from service.aggregate import (
     AbstainThresholds,
@@ -37,7 +38,7 @@ from service.aggregate import (
 from service.calls import ModelCalls
 from service.search import search
 from service.sessions import Alone, RequestWindow
-from service.values import BoxEvidence, DecodedFrame, FrameEvidence, Identification
+from service.values import BoxEvidence, CropCounts, DecodedFrame, FrameEvidence, Identification
 from watchbuy.settings import Settings
 
 STAGES = ("decode", "detect", "embed", "search", "aggregate")
@@ -53,6 +54,7 @@ class PipelineConfig:
     hubness_weight: float = 0.0
     proposal_weights: Mapping[str, float] = field(default_factory=dict)
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
+    reuse: ReuseConfig = field(default_factory=ReuseConfig)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
@@ -64,9 +66,8 @@ class PipelineConfig:
             frame_pool=settings.frame_pool,
             hubness_weight=settings.hubness_weight,
             proposal_weights=settings.proposal_weights,
-            proposals=ProposalConfig(
-                always_full_frame=settings.propose_full_frame, center_crops=tuple(settings.propose_center_crops)
-            ),
+            proposals=ProposalConfig.from_settings(settings),
+            reuse=ReuseConfig(settings.reuse_crops, settings.reuse_iou, settings.reuse_max_diff),
         )
 
 
@@ -96,6 +97,7 @@ class Proposals:
 
     boxes: tuple[tuple[Detection, ...], ...]
     vectors: np.ndarray
+    crops: CropCounts = CropCounts()
 
 
 class Pipeline:
@@ -133,12 +135,13 @@ class Pipeline:
             frames=evidence,
             timings_ms=timer.finish(),
             smoothing=ranked_over.smoothing,
+            crops=proposals.crops,
         )
 
     async def propose_and_embed(
         self, frames: Sequence[DecodedFrame], calls: ModelCalls, timer: StageTimer | None = None
     ) -> Proposals:
-        """Detect and propose boxes in each frame, and embed them."""
+        """Detect and propose boxes in each frame, and embed them (a crop that repeats another takes its vector)."""
         timer = timer or StageTimer()
         with timer.stage("detect"):
             detections = await calls.detect([f.image for f in frames])
@@ -148,8 +151,11 @@ class Pipeline:
             )
         with timer.stage("embed"):
             crops = [crop(f.image, p.box) for f, props in zip(frames, boxes, strict=True) for p in props]
-            vectors = await calls.embed(crops)
-        return Proposals(boxes, vectors)
+            plan = await anyio.to_thread.run_sync(
+                plan_reuse, [p.box for props in boxes for p in props], crops, self.config.reuse, limiter=self.limiter
+            )
+            vectors = plan.expand(await calls.embed([crops[i] for i in plan.embed]))
+        return Proposals(boxes, vectors, CropCounts(embedded=len(plan.embed), reused=plan.reused))
 
     def _score(
         self,

@@ -9,6 +9,7 @@ from service.schemas import (
     BoxMatchOut,
     BoxOut,
     CohortInfo,
+    CropsOut,
     FrameOut,
     IdentifyResponse,
     ModelInfo,
@@ -61,6 +62,7 @@ def identify_response(result: Identification) -> IdentifyResponse:
         ],
         frames=frames,
         timings_ms=TimingsOut(**{k: _r(v, 2) for k, v in result.timings_ms.items()}),
+        crops=CropsOut(embedded=result.crops.embedded, reused=result.crops.reused),
         smoothing=SmoothingOut(
             applied=result.smoothing.applied, window=result.smoothing.window, reason=result.smoothing.reason
         ),
@@ -88,7 +90,7 @@ def models_response(models: Models) -> ModelsResponse:
             sha256=cohort.sha256,
             vectors=len(cohort.vectors),
             dim=cohort.dim,
-            embedder_sha256=models.sha256("embedder"),  # the loader refuses a cohort pinned to another
+            embedder_sha256=models.identity("embedder"),  # the loader refuses a cohort pinned to another
         ),
     )
 
@@ -98,6 +100,8 @@ def model_info(model: LoadedModel) -> ModelInfo:
         role=model.record.role,
         name=model.record.name,
         sha256=model.record.sha256,
+        precision=model.record.precision,
+        identity=model.record.identity,
         provider=model.session.provider,
         providers=list(model.session.providers),
         backend=model.session.backend,

@@ -103,6 +103,11 @@ class SmoothingOut(BaseModel):
     )
 
 
+class CropsOut(BaseModel):
+    embedded: int = Field(description="Crops of this request run through the embedder.")
+    reused: int = Field(description="Crops that repeated another crop of the request and took its embedding.")
+
+
 class IdentifyResponse(BaseModel):
     stream_id: str
     index_version: str
@@ -110,6 +115,7 @@ class IdentifyResponse(BaseModel):
     products: list[ProductOut]
     frames: list[FrameOut]
     timings_ms: TimingsOut
+    crops: CropsOut
     smoothing: SmoothingOut = Field(description="Session smoothing (temporal) of `products`.")
 
 
@@ -165,6 +171,8 @@ class ModelInfo(BaseModel):
     role: str
     name: str
     sha256: str
+    precision: str = Field("fp32", description="`int8`: ONNX Runtime's quantized copy of the fp32 file `identity`.")
+    identity: str = Field("", description="sha256 of the fp32 file this one computes (indexes pin it).")
     provider: str = Field(description="Execution provider the session actually runs on.")
     providers: list[str] = Field(description="Providers the session was given, in preference order.")
     backend: str = Field("onnxruntime", description="`tensorrt` (native engines) or `onnxruntime`.")
@@ -176,7 +184,7 @@ class CohortInfo(BaseModel):
     sha256: str
     vectors: int
     dim: int
-    embedder_sha256: str = Field(description="The embedder file this cohort belongs to.")
+    embedder_sha256: str = Field(description="The embedder (its fp32 file's sha256) this cohort belongs to.")
 
 
 class ModelsResponse(BaseModel):

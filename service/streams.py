@@ -14,7 +14,7 @@ def embedder_mismatch(index: StreamIndex, models: Models) -> str | None:
     if index.index.d != models.embedder.dim:
         return f"has {index.index.d}-d vectors, the embedder makes {models.embedder.dim}-d ones"
     built_with = index.manifest.get("models", {})
-    if built_with.get("embedder") != models.sha256("embedder"):
+    if built_with.get("embedder") != models.identity("embedder"):
         return "was built with another embedder"
     if index.manifest.get("embedder_preprocess") != PREPROCESS:
         return "was built with another crop preprocessing"

@@ -88,6 +88,14 @@ class Smoothing:
 
 
 @dataclass(frozen=True, slots=True)
+class CropCounts:
+    """Crops of a request run through the embedder, and crops that took a repeated crop's embedding."""
+
+    embedded: int = 0
+    reused: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Identification:
     """The answer to one identify request, before it is shaped into the response model."""
 
@@ -98,6 +106,7 @@ class Identification:
     frames: tuple[FrameEvidence, ...]
     timings_ms: dict[str, float]
     smoothing: Smoothing
+    crops: CropCounts = CropCounts()
 
     @property
     def n_boxes(self) -> int:

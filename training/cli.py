@@ -25,18 +25,29 @@ from watchbuy.settings import get_settings
 
 
 def models_main(argv: list[str] | None = None) -> int:
-    from training.fetch import fetch_models
+    from models.detector import DetectorConfig
+    from models.proposals import ProposalConfig
+    from training.fetch import Int8Plan, fetch_models
+    from training.quantize import CalibrationSet, QuantizationError
 
     parser = argparse.ArgumentParser(prog="watchbuy models", description="fetch the detector, export the embedder")
     parser.add_argument("--force", action="store_true", help="fetch again even if the files are fine")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = get_settings()
+    int8 = None
+    if settings.quantization_data:
+        int8 = Int8Plan(
+            CalibrationSet(tuple(settings.quantization_data)),
+            DetectorConfig.from_settings(settings),
+            ProposalConfig.from_settings(settings),
+        )
     try:
         records = fetch_models(
-            settings.model_dir, settings.model_mirror, force=args.force, embedder_weights=settings.embedder_weights
+            settings.model_dir, settings.model_mirror, force=args.force, embedder_weights=settings.embedder_weights,
+            int8=int8,
         )
-    except (ModelArtifactError, OSError, ValueError) as exc:
+    except (ModelArtifactError, QuantizationError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for record in records.values():

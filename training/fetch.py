@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,10 +16,13 @@ from models.artifacts import (
     DETECTOR_SOURCE_FILENAME,
     DETECTOR_URL,
     EMBEDDER,
+    INT8,
     SPECS,
     ModelArtifactError,
     ModelRecord,
     copy_atomic,
+    manifest_key,
+    model_filename,
     read_manifest,
     record_for,
     sha256_file,
@@ -26,7 +30,10 @@ from models.artifacts import (
     write_manifest,
 )
 from models.cohort import COHORT_FILE
+from models.detector import DetectorConfig
+from models.proposals import ProposalConfig
 from training.detector_graph import GraphConversionError, check_same_outputs, make_batch_dynamic
+from training.quantize import CalibrationSet, quantize_pair
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +48,14 @@ def _current(model_dir: Path) -> dict[str, ModelRecord]:
     except ModelArtifactError:
         return {}
     good = {}
-    for role, record in records.items():
-        if role in SPECS and record.file != SPECS[role].filename:
+    for key, record in records.items():
+        role = record.role
+        if role in SPECS and record.file != model_filename(SPECS[role], record.precision):
             log.info("%s: %s is an older kind of file, fetching %s", role, record.file, SPECS[role].filename)
             continue
         try:
             verify_file(model_dir, record)
-            good[role] = record
+            good[key] = record
         except ModelArtifactError:
             log.info("%s: file changed or missing, fetching again", role)
     return good
@@ -106,10 +114,63 @@ def fetch_embedder(model_dir: Path, weights: str = IMAGENET) -> ModelRecord:
     return record_for(EMBEDDER, model_dir, embedder_name(weights), source)
 
 
+@dataclass(frozen=True, slots=True)
+class Int8Plan:
+    """What the int8 copies are calibrated on, and the detector and proposals that make the embedder's crops."""
+
+    calibration: CalibrationSet
+    detector: DetectorConfig
+    proposals: ProposalConfig
+
+
+def fetch_int8(model_dir: Path, records: dict[str, ModelRecord], plan: Int8Plan) -> dict[str, ModelRecord]:
+    """int8 copies of the fp32 detector and embedder; the current ones when they match those files and the plan."""
+    specs = (DETECTOR, EMBEDDER)
+    described = plan.calibration.describe()
+    current = {spec.role: records.get(manifest_key(spec.role, INT8)) for spec in specs}
+    if all(
+        rec is not None and rec.origin_sha256 == records[role].sha256 and rec.calibration == described
+        for role, rec in current.items()
+    ):
+        return {manifest_key(role, INT8): rec for role, rec in current.items() if rec is not None}
+    log.info("quantizing the detector and the embedder to int8 (%s)", described)
+    targets = {spec.role: model_dir / model_filename(spec, INT8) for spec in specs}
+    quantize_pair(
+        model_dir / records[DETECTOR.role].file,
+        model_dir / records[EMBEDDER.role].file,
+        targets[DETECTOR.role],
+        targets[EMBEDDER.role],
+        plan.calibration,
+        plan.detector,
+        plan.proposals,
+    )
+    return {
+        manifest_key(spec.role, INT8): record_for(
+            spec,
+            model_dir,
+            f"{records[spec.role].name}-int8",
+            f"int8 of {records[spec.role].file}",
+            origin_sha256=records[spec.role].sha256,
+            precision=INT8,
+            calibration=described,
+        )
+        for spec in specs
+    }
+
+
 def fetch_models(
-    model_dir: Path, mirror: Path | None, *, embedder_weights: str, force: bool = False
+    model_dir: Path,
+    mirror: Path | None,
+    *,
+    embedder_weights: str,
+    force: bool = False,
+    int8: Int8Plan | None = None,
 ) -> dict[str, ModelRecord]:
-    """Fetch what is missing, broken or of other weights (everything with `force`); returns the manifest."""
+    """Fetch what is missing, broken or of other weights (everything with `force`); returns the manifest.
+
+    With an `int8` plan, also the int8 copies (remade when their fp32 file or the plan changed); without
+    one, earlier int8 entries are dropped.
+    """
     model_dir.mkdir(parents=True, exist_ok=True)
     records = {} if force else _current(model_dir)
     if DETECTOR.role not in records:
@@ -122,6 +183,11 @@ def fetch_models(
         records.pop(COHORT_ROLE, None)
     else:
         records[COHORT_ROLE] = cohort
+    if int8 is None:
+        for spec in (DETECTOR, EMBEDDER):
+            records.pop(manifest_key(spec.role, INT8), None)
+    else:
+        records.update(fetch_int8(model_dir, records, int8))
     write_manifest(model_dir, records)
     return records
 

@@ -40,6 +40,15 @@ class Settings(BaseSettings):
     execution_providers: list[str] | None = Field(
         None, description="Override the provider preference order, e.g. [\"CPUExecutionProvider\"]."
     )
+    int8_models: list[Literal["detector", "embedder"]] = Field(
+        ["detector", "embedder"],
+        description="Models run from their int8 copy on ONNX Runtime's CPU provider ([] = fp32). TensorRT and "
+        "CUDA always run the fp32 file (TensorRT builds FP16 engines from it).",
+    )
+    quantization_data: list[Path] = Field(
+        default_factory=list,
+        description="*-train datasets `make models` calibrates the int8 copies on (none: no int8 copies made).",
+    )
     inference_backend: Literal["auto", "tensorrt", "onnxruntime"] = Field(
         "auto",
         description="auto: native TensorRT when it can run here, else ONNX Runtime (models/sessions/backend.py).",
@@ -49,6 +58,8 @@ class Settings(BaseSettings):
     detector_score_threshold: float = Field(0.3, ge=0.0, le=1.0)
     detector_nms_iou: float = Field(0.45, ge=0.0, le=1.0)
     detector_classes: list[str] = Field(default_factory=lambda: list(DEFAULT_DETECTOR_CLASSES))
+    propose_person: bool = Field(True, description="Embed each detected person's box.")
+    propose_parts: bool = Field(True, description="Embed each person's upper- and lower-body boxes.")
     propose_full_frame: bool = Field(
         True, description="Also embed the whole frame, not only detections (a product held close to the camera)."
     )
@@ -57,6 +68,13 @@ class Settings(BaseSettings):
         description="Side fractions of centred boxes also embedded in every frame (a product held up to the camera).",
     )
     max_detections: int = Field(10, ge=1, le=100, description="Detections kept per frame, best first.")
+    reuse_crops: bool = Field(
+        True, description="A crop that repeats an earlier one of the request reuses its embedding (models/reuse.py)."
+    )
+    reuse_iou: float = Field(0.9, gt=0.0, le=1.0, description="Box overlap at which a crop may repeat another.")
+    reuse_max_diff: float = Field(
+        4.0, ge=0.0, le=255.0, description="Mean grey-level difference of 16×16 thumbnails at which it does."
+    )
 
     # --- indexes -------------------------------------------------------------------------------
     index_root: Path = Field(Path("var/indexes"), description="Versioned per-stream index store.")

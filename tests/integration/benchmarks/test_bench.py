@@ -120,3 +120,21 @@ def test_loadtest_runs_headless_and_saves_its_report(
     assert {row["name"].split()[1] for row in summary["by_name"]} <= {"multipart", "json"}
     assert (run_dir / "report.html").stat().st_size > 0 and (run_dir / "summary.md").is_file()
     assert summary["server_memory"]["peak_rss_mb"] > 0
+
+
+def test_savings_benchmark_compares_fp32_with_the_shipped_service(bench_out: Path) -> None:
+    report = _report(bench_out, "savings")
+    kinds = {"frames c=1", "frames c=8", "every frame once c=8", "video long-720p.mp4"}
+    assert {(r["variant"], r["kind"]) for r in report["rows"]} == {(v, k) for v in ("fp32", "shipped") for k in kinds}
+    for row in report["rows"]:
+        assert row["errors"] == 0 and row["crops_embedded_per_frame"] > 0, row
+        if row["kind"].startswith("video"):
+            assert row["frames_sampled"] > 1 and row["realtime_factor"] > 0
+        else:
+            assert row["frames_per_s"] > 0 and row["p50_ms"] <= row["p99_ms"] and 0 <= row["top1"] <= 1
+        if row["variant"] == "fp32":
+            assert row["crops_reused_per_frame"] == 0  # reuse off: main's configuration before issue 21
+    once = {r["variant"]: r for r in report["rows"] if r["kind"] == "every frame once c=8"}
+    assert once["fp32"]["requests"] == once["shipped"]["requests"] == report["params"]["frames_available"]
+    summary = report["summary"]
+    assert {"shipped_c8_speedup", "shipped_top1_change", "shipped_long_video_realtime_factor"} <= set(summary)

@@ -94,7 +94,7 @@ def test_top1_rate_on_the_slice_is_well_above_chance(client: TestClient, slice_d
 def test_response_has_exactly_the_contract_keys(client: TestClient, frame_bytes: bytes) -> None:
     answer = identify(client, [frame_bytes, frame_bytes], top_k=3)
     assert set(answer) == {
-        "stream_id", "index_version", "abstain", "products", "frames", "timings_ms", "smoothing",
+        "stream_id", "index_version", "abstain", "products", "frames", "timings_ms", "smoothing", "crops",
     }
     assert answer["smoothing"] == {"applied": False, "window": 1, "reason": "disabled"}  # no Redis here
     assert answer["stream_id"] == SLICE_STREAM and isinstance(answer["abstain"], bool)
@@ -124,8 +124,11 @@ def test_response_has_exactly_the_contract_keys(client: TestClient, frame_bytes:
             assert len({m["product_id"] for m in box["matches"]}) == len(box["matches"])
     assert {"decode", "detect", "embed", "search", "total"} <= set(answer["timings_ms"])
     assert all(isinstance(v, float) and v >= 0 for v in answer["timings_ms"].values())
-    # The same frame twice: both frames see the same boxes.
+    # The same frame twice: both frames see the same boxes, and the second frame's crops are all reused.
     assert answer["frames"][0]["boxes"] == answer["frames"][1]["boxes"]
+    per_frame = len(answer["frames"][0]["boxes"])
+    assert answer["crops"]["reused"] >= per_frame
+    assert answer["crops"]["embedded"] + answer["crops"]["reused"] == 2 * per_frame
 
 
 def test_multipart_gives_the_same_products_as_json(client: TestClient, frame_bytes: bytes) -> None:
@@ -284,7 +287,9 @@ def test_models_route_lists_both_models_on_cpu_and_the_cohort(client: TestClient
     for role, model in models.items():
         assert model["provider"] == "CPUExecutionProvider"
         assert model["providers"][0] == model["provider"]
-        assert model["sha256"] == manifest[role]["sha256"] and model["name"] == manifest[role]["name"]
+        file = manifest[f"{role}-int8" if model["precision"] == "int8" else role]  # the default runs int8 copies
+        assert model["sha256"] == file["sha256"] and model["name"] == file["name"]
+        assert model["identity"] == manifest[role]["sha256"]
     cohort = response.json()["cohort"]
     if "cohort" not in manifest:  # an embedder without a cohort ranks by plain cosine
         assert cohort is None

@@ -6,11 +6,12 @@ from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
 
 from service.metrics import Metrics, MetricsMiddleware
+from service.values import CropCounts
 
 METRIC_NAMES = (
     "watchbuy_requests_total", "watchbuy_request_seconds", "watchbuy_stage_seconds",
     "watchbuy_frames_per_request", "watchbuy_boxes_per_request", "watchbuy_loaded_streams",
-    "watchbuy_stream_vectors", "watchbuy_model_info", "watchbuy_errors_total",
+    "watchbuy_stream_vectors", "watchbuy_model_info", "watchbuy_errors_total", "watchbuy_crops_total",
 )
 
 
@@ -29,7 +30,7 @@ def test_render_names_every_metric() -> None:
     metrics.observe_request("/identify", "POST", 200, 0.02)
     metrics.observe_stages({"decode": 1.5, "detect": 12.0, "embed": 8.0, "search": 0.4, "aggregate": 0.1,
                             "total": 22.0, "surprise": 3.0})
-    metrics.observe_counts(frames=3, boxes=7)
+    metrics.observe_counts(frames=3, boxes=7, crops=CropCounts(embedded=5, reused=2))
     metrics.set_loaded_streams({"shop-1": 120})
     metrics.set_model("detector", "yolox-s", "CPUExecutionProvider", "ab12")
     metrics.count_error("invalid_image")
@@ -39,6 +40,7 @@ def test_render_names_every_metric() -> None:
     assert 'stage="surprise"' not in rendered
     assert sample(metrics, "watchbuy_stage_seconds_sum", stage="detect") == 0.012
     assert sample(metrics, "watchbuy_errors_total", code="invalid_image") == 1.0
+    assert sample(metrics, "watchbuy_crops_total", outcome="reused") == 2.0
     assert sample(metrics, "watchbuy_requests_total", route="/identify", method="POST", status="200") == 1.0
 
 
