@@ -48,7 +48,7 @@ endif
 help: ## list the targets
 	@echo "usage: make <target> [STREAM=$(STREAM)] [CATALOGUE=dir] [PYTEST_ARGS='-q']"
 	@echo "       make eval [DATASET=$(DATASET)] [STREAMS=a,b] [CLIPS=n] [MODE=inprocess|http] [URL=...] [OUT=dir]"
-	@echo "       make bench [BENCH='build pipeline http faiss'] [BENCH_SECONDS=15] [CONCURRENCY=1,4,16,64] [FAISS_MAX=1e6] [BENCH_QUICK=1]"
+	@echo "       make bench [BENCH='build pipeline http savings faiss'] [BENCH_SECONDS=15] [CONCURRENCY=1,4,16,64] [FAISS_MAX=1e6] [BENCH_QUICK=1]"
 	@echo "       make loadtest [DURATION=$(DURATION)] [USERS=$(USERS)] [SPAWN_RATE=$(SPAWN_RATE)] [URL=... (default: start a server)]"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
 
@@ -92,7 +92,7 @@ lint: setup ## ruff (pyflakes, bugbear, pyupgrade, imports) and mypy (strict on 
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-bench: models ## benchmarks (pipeline, HTTP, FAISS, index build) → var/bench/<name>/report.{json,md} + plot.png
+bench: models ## benchmarks (pipeline, HTTP, CPU savings, FAISS, index build) → var/bench/<name>/report.{json,md} + plot.png
 	$(VENV_PY) -m benchmarks $(BENCH) $(if $(BENCH_SECONDS),--seconds $(BENCH_SECONDS)) \
 		$(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(if $(FAISS_MAX),--faiss-max $(FAISS_MAX))
 

@@ -4,10 +4,12 @@ For the first `--clips` labelled clips of each dataset, a 720×960 H.264 video i
 clip of `../shared/data/clips` (people in outfits, none of them in these catalogues), looped for 15 s, with
 the clip's photo shown from 6.5 to 8.5 s. Each video goes through what `POST /identify/video` runs after
 parsing (`sample_video` → `service.identify.identify` on a started service, batchers included) once per
-`--frame-pool` value, and the answers are compared: right product first, abstained, the evidence frames
-inside the 2 seconds, seconds of video per second of wall time.
+value of the `--vary` setting, and the answers are compared: right product first, abstained, the evidence
+frames inside the 2 seconds, seconds of video per second of wall time, crops embedded and reused, and
+whether the top-5 is the one of the first value.
 
     python scripts/padded_videos.py ../shared/data/grocery-dev ../shared/data/dior-dev --clips 12
+    python scripts/padded_videos.py ../shared/data/grocery-dev ../shared/data/dior-dev --vary reuse_crops=false,true
 """
 
 from __future__ import annotations
@@ -96,7 +98,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("datasets", nargs="+", type=Path)
     parser.add_argument("--clips", type=int, default=12, help="videos per dataset")
-    parser.add_argument("--frame-pool", default="0,3", help="comma-separated WATCHBUY_FRAME_POOL values")
+    parser.add_argument("--vary", default="frame_pool=0,3",
+                        help="SETTING=V1,V2,...: a setting (its field name) and the values to compare")
     parser.add_argument("--out", type=Path, default=Path("var/eval/padded-videos.json"))
     args = parser.parse_args()
     settings = get_settings()
@@ -106,10 +109,12 @@ def main() -> int:
         store = IndexStore(Path(root))
         videos = [(dataset.name, stream, product, padded_video(photo, scenes))
                   for dataset in args.datasets for stream, product, photo in labelled_clips(dataset, args.clips)]
-        for pool in (int(p) for p in args.frame_pool.split(",")):
-            pooled = settings.model_copy(update={"frame_pool": pool, "index_root": Path(root)})
+        name, _, values = args.vary.partition("=")
+        first_top5: dict[int, list[str]] = {}
+        for value in values.split(","):
+            pooled = settings.model_validate({**settings.model_dump(), name: value, "index_root": Path(root)})
             with portal.wrap_async_context_manager(serving(pooled, Metrics())) as state:
-                for dataset_name, stream_dir, product, data in videos:
+                for n, (dataset_name, stream_dir, product, data) in enumerate(videos):
                     stream = stream_dir.name
                     if store.current_version(stream) is None:
                         build_stream(read_catalogue(stream_dir, stream), state.models, store, show_progress=False)
@@ -120,23 +125,30 @@ def main() -> int:
                     shown = {f.frame_index for f, t in zip(video.frames, video.times_s, strict=True)
                              if SHOWN[0] <= t < SHOWN[1]}
                     best = result.products[0] if result.products else None
-                    rows.append({"dataset": dataset_name, "frame_pool": pool, "stream": stream, "product": product,
+                    top5 = [p.product_id for p in result.products]
+                    first_top5.setdefault(n, top5)
+                    rows.append({"dataset": dataset_name, name: value, "stream": stream, "product": product,
                                  "top1": best is not None and best.product_id == product, "abstain": result.abstain,
                                  "score": best.score if best else None, "frames": len(video.frames),
                                  "frames_showing": len(shown),
                                  "evidence_in_shown": bool(best and best.frames and set(best.frames) <= shown),
-                                 "realtime_factor": video.duration_s / wall})
+                                 "realtime_factor": video.duration_s / wall, "crops_embedded": result.crops.embedded,
+                                 "crops_reused": result.crops.reused, "same_top5": top5 == first_top5[n]})
                     print(json.dumps(rows[-1]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1))
-    print("| dataset | frame pool | videos | right product first | abstained | evidence frames inside the 2 s | "
-          "video s per wall s |")
-    print("|---|---|---|---|---|---|---|")
-    for key in sorted({(r["dataset"], r["frame_pool"]) for r in rows}):
-        group = [r for r in rows if (r["dataset"], r["frame_pool"]) == key]
-        share = {name: np.mean([r[name] for r in group]) for name in ("top1", "abstain", "evidence_in_shown")}
-        print(f"| {key[0]} | {key[1] or 'all frames'} | {len(group)} | {share['top1']:.2f} | {share['abstain']:.0%} | "
-              f"{share['evidence_in_shown']:.0%} | {np.median([r['realtime_factor'] for r in group]):.2f} |")
+    print(f"| dataset | {name} | videos | right product first | abstained | evidence frames inside the 2 s | "
+          "video s per wall s | crops embedded / reused per frame | top-5 as with the first value |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for key in sorted({(r["dataset"], r[name]) for r in rows}):
+        group = [r for r in rows if (r["dataset"], r[name]) == key]
+        share = {k: np.mean([r[k] for r in group]) for k in ("top1", "abstain", "evidence_in_shown", "same_top5")}
+        frames = sum(r["frames"] for r in group)
+        embedded, reused = (sum(r[k] for r in group) / frames for k in ("crops_embedded", "crops_reused"))
+        crops = f"{embedded:.2f} / {reused:.2f}"
+        print(f"| {key[0]} | {key[1]} | {len(group)} | {share['top1']:.2f} | {share['abstain']:.0%} | "
+              f"{share['evidence_in_shown']:.0%} | {np.median([r['realtime_factor'] for r in group]):.2f} | {crops} | "
+              f"{share['same_top5']:.0%} |")
     return 0
 
 

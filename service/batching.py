@@ -3,10 +3,11 @@
 One `Batcher` per model. A request submits its items (its frames to the detector, its crops to the
 embedder) as one job and awaits the job's future. A worker of the batcher first gets a call slot
 (`slots`, shared by the batchers of all models: model calls running at once, one per core here),
-then takes the waiting jobs, whole and in arrival order, up to `max_batch` items (a bigger job runs
-alone; the model splits it), runs one model call in a worker thread and hands every job its slice of
-the results. Jobs that arrive while the calls run form the next batch, so batches grow with the load
-by themselves and an idle service adds no queue delay (Triton's default). With `max_wait_s` > 0 a
+then takes the waiting jobs, whole and in arrival order, up to `max_batch` items, runs one model call
+in a worker thread and hands every job its slice of the results. A request of more than `max_batch` items
+(a video's frames and crops) becomes several jobs of `max_batch` items, which the workers run side by
+side: one request uses every core. Jobs that arrive while the calls run form the next batch, so batches
+grow with the load by themselves and an idle service adds no queue delay (Triton's default). With `max_wait_s` > 0 a
 worker also waits for a fuller batch, never longer than half the measured call time (the idea of
 infinity's batch delay).
 
@@ -129,17 +130,25 @@ class Batcher(Generic[Item, Results]):
         if not items:
             return self._run([])
         self.ensure_room(len(items))
-        job: _Job[Item, Results] = _Job(list(items), asyncio.get_running_loop().create_future())
-        self._queue.append(job)
-        self._pending += len(job.items)
+        loop = asyncio.get_running_loop()
+        jobs: list[_Job[Item, Results]] = [
+            _Job(list(items[i : i + self.max_batch]), loop.create_future())
+            for i in range(0, len(items), self.max_batch)
+        ]
+        self._queue.extend(jobs)
+        self._pending += len(items)
         self._report_depth()
         self._wakeup.set()
         try:
-            return await job.future
+            parts = [await job.future for job in jobs]
         finally:
-            if not job.future.done():  # our caller was cancelled: do not leave the job behind
-                job.future.cancel()
-            self._forget(job)
+            for job in jobs:
+                if not job.future.done():  # our caller was cancelled or a part failed: leave nothing behind
+                    job.future.cancel()
+                elif not job.future.cancelled():
+                    job.future.exception()  # retrieved: a second failing part is not logged as unhandled
+                self._forget(job)
+        return parts[0] if len(parts) == 1 else cast(Results, join(parts))
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -265,6 +274,13 @@ class Batcher(Generic[Item, Results]):
     def _report_depth(self) -> None:
         if self._observer is not None:
             self._observer.set_queue_depth(self.name, self._pending)
+
+
+def join(parts: Sequence[Any]) -> Any:
+    """The results of a request's jobs as one: rows stacked (embedder) or lists chained (detector)."""
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    return [result for part in parts for result in part]
 
 
 def _ema(average: float, value: float) -> float:

@@ -131,14 +131,25 @@ async def test_concurrent_embedder_jobs_get_their_own_rows(models, crops) -> Non
 
 
 @pytest.mark.asyncio
-async def test_a_job_bigger_than_max_batch_runs_alone_and_whole(models, crops) -> None:
+async def test_a_request_bigger_than_max_batch_is_split_across_the_call_slots(models, crops) -> None:
     recorder = Recorder()
     embed = models.embedder.embed
-    async with Batcher("embedder", embed, max_batch=2, queue_size=4, observer=recorder) as batcher:
-        answer = await batcher.submit(crops[:7])  # an empty queue admits any job
+    slots = anyio.CapacityLimiter(2)
+    async with Batcher("embedder", embed, max_batch=2, queue_size=4, slots=slots, observer=recorder) as batcher:
+        answer = await batcher.submit(crops[:7])  # an empty queue admits any request
         assert (await batcher.submit([])).shape == (0, models.embedder.dim)
-    assert recorder.sizes == [7]
-    np.testing.assert_allclose(answer, models.embedder.embed(crops[:7]), atol=1e-5)
+    assert sorted(recorder.sizes) == [1, 2, 2, 2]  # jobs of max_batch, run by both workers
+    np.testing.assert_allclose(answer, models.embedder.embed(crops[:7]), atol=1e-5)  # rows in request order
+
+
+@pytest.mark.asyncio
+async def test_a_split_detector_request_keeps_its_frames_in_order(models, images) -> None:
+    async with Batcher("detector", models.detector.detect_many, max_batch=1, queue_size=8,
+                       slots=anyio.CapacityLimiter(2)) as batcher:
+        answer = await batcher.submit(images[:3])
+    assert len(answer) == 3
+    for got, image in zip(answer, images[:3], strict=True):
+        assert same_detections(got, models.detector.detect(image))
 
 
 @pytest.mark.asyncio
