@@ -64,7 +64,8 @@ def test_build_publishes_one_vector_per_annotated_box(
     assert [(e.product_id, e.image_id, e.box) for e in index.entries] == expected
     assert set(index.titles) == {p["product_id"] for p in lines}
     records = read_manifest(model_dir)
-    assert index.manifest["models"] == {role: record.sha256 for role, record in records.items()}
+    fp32 = {key: record.sha256 for key, record in records.items() if record.precision == "fp32"}
+    assert index.manifest["models"] == fp32  # the files' identities: an int8 copy's is its fp32 file
     assert index.manifest["dim"] == expected_embedder()[1] and index.manifest["factory"] == "Flat"
     assert index.manifest["catalogue"]["layout"] == "jsonl"
 
