@@ -17,7 +17,7 @@ import numpy as np
 
 from models.coco import COCO_CLASSES
 from models.sessions import Session
-from models.types import Detection
+from models.types import Detection, box_ious
 from watchbuy.settings import Settings
 
 INPUT_SIZE = 416
@@ -78,19 +78,13 @@ def decode(raw: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
     """Greedy non-maximum suppression; returns kept indices, best score first."""
-    x1, y1, x2, y2 = boxes.T
-    areas = np.maximum(0, x2 - x1) * np.maximum(0, y2 - y1)
     order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
     while order.size:
         i = int(order[0])
         keep.append(i)
         rest = order[1:]
-        iw = np.maximum(0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
-        ih = np.maximum(0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
-        inter = iw * ih
-        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
-        order = rest[iou <= iou_threshold]
+        order = rest[box_ious(tuple(boxes[i]), boxes[rest]) <= iou_threshold]
     return keep
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.types import Box
+from models.types import Box, box_ious
+from watchbuy.settings import Settings
 
 THUMB = 16
 
@@ -28,6 +29,10 @@ class ReuseConfig:
     enabled: bool = True
     iou: float = 0.9
     max_diff: float = 4.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReuseConfig:
+        return cls(settings.reuse_crops, settings.reuse_iou, settings.reuse_max_diff)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,41 +57,26 @@ def thumbnail(patch: np.ndarray) -> np.ndarray:
     return cv2.resize(grey, (THUMB, THUMB), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def iou(box: Box, boxes: np.ndarray) -> np.ndarray:
-    """IoU of `box` with each row of `boxes` [n, 4]."""
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    result: np.ndarray = inter / np.maximum(area + areas - inter, 1e-9)
-    return result
-
-
 def plan_reuse(boxes: Sequence[Box], crops: Sequence[np.ndarray], config: ReuseConfig = ReuseConfig()) -> ReusePlan:
     """Crops in request order (frame by frame); each one that repeats an embedded crop takes its embedding."""
     if not config.enabled or len(crops) < 2:
         return ReusePlan(tuple(range(len(crops))), tuple(range(len(crops))))
     embed: list[int] = []
     source: list[int] = []
-    kept_boxes = np.zeros((0, 4), dtype=np.float64)
-    kept_thumbs = np.zeros((0, THUMB, THUMB), dtype=np.float32)
+    kept_boxes = np.empty((len(crops), 4), dtype=np.float64)  # rows [:len(embed)]: the embedded crops'
+    kept_thumbs = np.empty((len(crops), THUMB, THUMB), dtype=np.float32)
     for i, (box, patch) in enumerate(zip(boxes, crops, strict=True)):
         thumb = thumbnail(patch)
         match = -1
-        if len(embed):
-            close = np.flatnonzero(iou(box, kept_boxes) >= config.iou)
-            if close.size:
-                diffs = np.abs(kept_thumbs[close] - thumb).mean(axis=(1, 2))
-                best = int(np.argmin(diffs))
-                if diffs[best] <= config.max_diff:
-                    match = int(close[best])
+        close = np.flatnonzero(box_ious(box, kept_boxes[: len(embed)]) >= config.iou)
+        if close.size:
+            diffs = np.abs(kept_thumbs[close] - thumb).mean(axis=(1, 2))
+            best = int(np.argmin(diffs))
+            if diffs[best] <= config.max_diff:
+                match = int(close[best])
         if match < 0:
             match = len(embed)
+            kept_boxes[match], kept_thumbs[match] = box, thumb
             embed.append(i)
-            kept_boxes = np.vstack([kept_boxes, np.asarray(box, dtype=np.float64)[None]])
-            kept_thumbs = np.concatenate([kept_thumbs, thumb[None]])
         source.append(match)
     return ReusePlan(tuple(embed), tuple(source))

@@ -67,7 +67,7 @@ class PipelineConfig:
             hubness_weight=settings.hubness_weight,
             proposal_weights=settings.proposal_weights,
             proposals=ProposalConfig.from_settings(settings),
-            reuse=ReuseConfig(settings.reuse_crops, settings.reuse_iou, settings.reuse_max_diff),
+            reuse=ReuseConfig.from_settings(settings),
         )
 
 

@@ -12,8 +12,8 @@ from models.artifacts import DETECTOR, EMBEDDER, INT8, manifest_key, read_manife
 from models.detector import Detector, DetectorConfig
 from models.embedder import Embedder
 from models.proposals import ProposalConfig
-from models.reuse import iou
 from models.sessions.ort import open_session
+from models.types import box_ious
 from training.fetch import Int8Plan, fetch_int8
 from training.quantize import CalibrationSet, QuantizationError, quantize
 from watchbuy.settings import Settings
@@ -67,7 +67,7 @@ def test_int8_detector_finds_the_same_people(model_dir: Path, int8_records: dict
     fp32, int8 = (Detector(s, config) for s in sessions(model_dir, int8_records, DETECTOR.role))
     for frame, want, got in zip(frames, fp32.detect_many(frames), int8.detect_many(frames), strict=True):
         for person in want:
-            overlaps = iou(person.box, np.array([g.box for g in got])) if got else np.zeros(1)
+            overlaps = box_ious(person.box, np.array([g.box for g in got])) if got else np.zeros(1)
             assert overlaps.max() > 0.7, (frame.shape, person, got)  # box recall: the evaluator's job
 
 

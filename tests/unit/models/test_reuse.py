@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from models.embedder import crop
-from models.reuse import ReuseConfig, iou, plan_reuse
+from models.reuse import ReuseConfig, plan_reuse
+from models.types import box_ious
 
 RNG = np.random.default_rng(0)
 FRAME = RNG.integers(0, 256, (240, 320, 3), dtype=np.uint8)
@@ -15,7 +16,7 @@ BOX = (40.0, 30.0, 200.0, 210.0)
 
 def test_iou_of_a_box_with_several() -> None:
     boxes = np.array([BOX, (40.0, 30.0, 120.0, 210.0), (300.0, 200.0, 320.0, 240.0)])
-    assert iou(BOX, boxes) == pytest.approx([1.0, 0.5, 0.0])
+    assert box_ious(BOX, boxes) == pytest.approx([1.0, 0.5, 0.0])
 
 
 def test_the_same_region_of_the_same_frame_is_embedded_once() -> None:
