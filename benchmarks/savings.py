@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from fractions import Fraction
-from io import BytesIO
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ import numpy as np
 from benchmarks.data import BENCH_STREAM, PROJECT_DIR, Workspace
 from benchmarks.report import BenchReport, Plot, percentile
 from benchmarks.service_http import STARTUP_DEADLINE_S, STOP_TIMEOUT_S, UVICORN_ARGS, server_environment
+from indexer.video import encode_video
 from watchbuy.server_process import ServerProcess
 
 NAME = "savings"
@@ -57,34 +56,28 @@ COLUMNS = ("variant", "kind", "frames_per_s", "p50_ms", "p99_ms", "top1", "crops
 TOP1_CONCURRENCY = 8
 
 
+def letterbox(scene: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`scene` scaled into `size` (width, height), even-sized, centred on black."""
+    width, height = size
+    scale = min(width / scene.shape[1], height / scene.shape[0])
+    shown = (
+        av.VideoFrame.from_ndarray(scene, format="rgb24")
+        .reformat(width=int(scene.shape[1] * scale) // 2 * 2, height=int(scene.shape[0] * scale) // 2 * 2)
+        .to_ndarray(format="rgb24")
+    )
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    top, left = (height - shown.shape[0]) // 2, (width - shown.shape[1]) // 2
+    canvas[top : top + shown.shape[0], left : left + shown.shape[1]] = shown
+    return canvas
+
+
 def long_video(clips: list[Path], seconds: float, size: tuple[int, int]) -> bytes:
     """The clips back to back, letterboxed to `size`, looped to `seconds`, as H.264 in MP4."""
     scenes: list[np.ndarray] = []
     for path in clips:
         with av.open(str(path)) as container:
-            for frame in container.decode(video=0):
-                scenes.append(frame.to_ndarray(format="rgb24"))
-    width, height = size
-    buffer = BytesIO()
-    with av.open(buffer, mode="w", format="mp4") as output:
-        stream = output.add_stream("libx264", rate=Fraction(VIDEO_FPS))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for n in range(int(seconds * VIDEO_FPS)):
-            scene = scenes[n % len(scenes)]
-            canvas = np.zeros((height, width, 3), dtype=np.uint8)
-            scale = min(width / scene.shape[1], height / scene.shape[0])
-            shown = (
-                av.VideoFrame.from_ndarray(scene, format="rgb24")
-                .reformat(width=int(scene.shape[1] * scale) // 2 * 2, height=int(scene.shape[0] * scale) // 2 * 2)
-                .to_ndarray(format="rgb24")
-            )
-            top, left = (height - shown.shape[0]) // 2, (width - shown.shape[1]) // 2
-            canvas[top : top + shown.shape[0], left : left + shown.shape[1]] = shown
-            frame = av.VideoFrame.from_ndarray(canvas, format="rgb24")
-            frame.pts, frame.time_base = n, Fraction(1, VIDEO_FPS)
-            output.mux(stream.encode(frame))
-        output.mux(stream.encode(None))
-    return buffer.getvalue()
+            scenes += [letterbox(frame.to_ndarray(format="rgb24"), size) for frame in container.decode(video=0)]
+    return encode_video((scenes[n % len(scenes)] for n in range(int(seconds * VIDEO_FPS))), VIDEO_FPS)
 
 
 def videos(ws: Workspace, quick: bool) -> dict[str, bytes]:

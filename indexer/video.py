@@ -1,16 +1,21 @@
-"""Video clips → the frames at given indices, as JPEG bytes the service accepts (PyAV)."""
+"""Video clips → the frames at given indices, as JPEG bytes the service accepts; frames → a clip (PyAV)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from fractions import Fraction
 from io import BytesIO
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
+from av.video.stream import VideoStream
 from PIL import Image
 
 JPEG_QUALITY = 95
+#: container → (PyAV format name, codec)
+CODECS = {"mp4": ("mp4", "libx264"), "webm": ("webm", "libvpx")}
 
 
 class VideoError(Exception):
@@ -53,6 +58,24 @@ def encode_jpeg(pixels: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     """H×W×3 uint8 RGB → JPEG bytes."""
     buffer = BytesIO()
     Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def encode_video(frames: Iterable[np.ndarray], fps: int, container: str = "mp4") -> bytes:
+    """H×W×3 uint8 RGB frames, all the same even size, as one clip at `fps` (H.264 MP4 or VP8 WebM)."""
+    fmt, codec = CODECS[container]
+    buffer = BytesIO()
+    with av.open(buffer, mode="w", format=fmt) as output:
+        stream: VideoStream | None = None
+        for position, pixels in enumerate(frames):
+            if stream is None:
+                stream = cast(VideoStream, output.add_stream(codec, rate=Fraction(fps)))
+                stream.width, stream.height, stream.pix_fmt = pixels.shape[1], pixels.shape[0], "yuv420p"
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels, dtype=np.uint8), format="rgb24")
+            frame.pts, frame.time_base = position, Fraction(1, fps)
+            output.mux(stream.encode(frame))
+        if stream is not None:
+            output.mux(stream.encode(None))
     return buffer.getvalue()
 
 

@@ -20,8 +20,6 @@ import json
 import sys
 import tempfile
 import time
-from fractions import Fraction
-from io import BytesIO
 from pathlib import Path
 
 import av
@@ -34,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from indexer.build import build_stream  # noqa: E402
 from indexer.catalogue import read_catalogue  # noqa: E402
 from indexer.store import IndexStore  # noqa: E402
+from indexer.video import encode_video  # noqa: E402
 from service.identify import identify  # noqa: E402
 from service.metrics import Metrics  # noqa: E402
 from service.state import serving  # noqa: E402
@@ -68,17 +67,9 @@ def scene_frames(clips_dir: Path) -> list[np.ndarray]:
 def padded_video(photo: Path, scenes: list[np.ndarray]) -> bytes:
     with Image.open(photo) as image:
         product = fit(image)
-    buffer = BytesIO()
-    with av.open(buffer, mode="w", format="mp4") as output:
-        stream = output.add_stream("libx264", rate=Fraction(FPS))
-        stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
-        for n in range(int(SECONDS * FPS)):
-            pixels = product if SHOWN[0] <= n / FPS < SHOWN[1] else scenes[(n * 2) % len(scenes)]
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts, frame.time_base = n, Fraction(1, FPS)
-            output.mux(stream.encode(frame))
-        output.mux(stream.encode(None))
-    return buffer.getvalue()
+    frames = (product if SHOWN[0] <= n / FPS < SHOWN[1] else scenes[(n * 2) % len(scenes)]
+              for n in range(int(SECONDS * FPS)))
+    return encode_video(frames, FPS)
 
 
 def labelled_clips(dataset: Path, limit: int) -> list[tuple[Path, str, Path]]:

@@ -3,38 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from fractions import Fraction
-from io import BytesIO
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
 
-#: container → (PyAV format name, codec)
-CODECS = {"mp4": ("mp4", "libx264"), "webm": ("webm", "libvpx")}
+from indexer.video import encode_video
 
 
 def encode_clip(
     stills: Sequence[np.ndarray], fps: int = 24, frames_per_still: int = 12, container: str = "mp4"
 ) -> bytes:
     """Each still (H×W×3 uint8 RGB, all the same even size) shown for `frames_per_still` frames."""
-    height, width = stills[0].shape[:2]
-    fmt, codec = CODECS[container]
-    buffer = BytesIO()
-    with av.open(buffer, mode="w", format=fmt) as output:
-        stream = output.add_stream(codec, rate=Fraction(fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        position = 0
-        for still in stills:
-            pixels = np.ascontiguousarray(still, dtype=np.uint8)
-            for _ in range(frames_per_still):
-                frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-                frame.pts, frame.time_base = position, Fraction(1, fps)
-                output.mux(stream.encode(frame))
-                position += 1
-        output.mux(stream.encode(None))
-    return buffer.getvalue()
+    return encode_video((still for still in stills for _ in range(frames_per_still)), fps, container)
 
 
 def read_still(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
