@@ -25,6 +25,8 @@ from service.respond import identify_response, models_response, stream_info
 from service.schemas import IdentifyResponse, ModelsResponse, StreamInfo, error_responses
 from service.state import running, serving
 from service.video_routes import video_router
+from service.watch.hub import watch_hub
+from service.watch_routes import watch_router
 from watchbuy.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -40,18 +42,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            async with serving(settings, metrics) as state:
-                app.state.service = state
+            async with serving(settings, metrics) as state, watch_hub(state) as hub:
+                app.state.service, app.state.watch = state, hub
                 drain.install()
                 try:
                     yield
                 finally:
                     drain.uninstall()
         finally:
-            app.state.service = None
+            app.state.service = app.state.watch = None
 
     app = FastAPI(title="watchbuy", version="0.1.0", lifespan=lifespan)
-    app.state.service = None
+    app.state.service = app.state.watch = None
     install_error_handlers(app, on_error=metrics.count_error)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, on_reject=metrics.count_error)
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, metrics=metrics,
@@ -67,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return identify_response(result)
 
     app.include_router(video_router())
+    app.include_router(watch_router())
     app.include_router(demo_router(settings.catalogue_root))
 
     @app.get("/streams/{stream_id}", response_model=StreamInfo, responses=ERRORS)

@@ -102,6 +102,26 @@ class InvalidRequest(ApiError):
     status, code = 422, "invalid_request"
 
 
+class Conflict(ApiError):
+    status, code = 409, "conflict"
+
+
+class NotWatched(ApiError):
+    status, code = 404, "not_watched"
+
+
+class SourceNotAllowed(ApiError):
+    status, code = 403, "source_not_allowed"
+
+
+class InvalidSource(ApiError):
+    status, code = 422, "invalid_source"
+
+
+class SourceUnreadable(ApiError):
+    status, code = 422, "source_unreadable"
+
+
 class StreamNotFoundError(ApiError):
     status, code = 404, "stream_not_found"
 

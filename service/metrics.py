@@ -32,6 +32,9 @@ BATCH_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 #: Label values of the Redis-feature counters (service/sessions.py, service/auth.py, service/registry.py).
 SMOOTHING_OUTCOMES: tuple[str, ...] = ("applied", "no_session", "disabled", "redis_unavailable")
 RATE_LIMIT_RESULTS: tuple[str, ...] = ("allowed", "limited", "failed_open")
+#: Kinds of watcher failure (service/watch): a source that stalled for good or cannot be read, a sink that
+#: failed (Redis, webhook), a watcher that crashed and was restarted, a webhook given up after its retries.
+WATCH_ERRORS: tuple[str, ...] = ("stalled", "source", "sink", "crashed", "webhook")
 ANNOUNCEMENT_OUTCOMES: tuple[str, ...] = ("switched", "current", "not_loaded", "older", "refused", "invalid")
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"
@@ -107,7 +110,17 @@ class Metrics:
             "watchbuy_index_announcements", "Index version announcements received, by what was done.",
             ["outcome"], registry=reg,
         )
+        self.watchers = Gauge("watchbuy_watchers", "Stream watchers running in this process.", registry=reg)
+        self.watch_frames = Counter("watchbuy_watch_frames", "Frames analysed by stream watchers.", registry=reg)
+        self.watch_lag = Gauge(
+            "watchbuy_watch_lag_seconds", "How far the last answered frame is behind its source.", registry=reg
+        )
+        self.watch_segments = Counter("watchbuy_watch_segments", "Product segments finished.", registry=reg)
+        self.watch_reconnects = Counter("watchbuy_watch_reconnects", "Stalled sources reopened.", registry=reg)
+        self.watch_corrupt = Counter("watchbuy_watch_corrupt_packets", "Source packets skipped.", registry=reg)
+        self.watch_errors = Counter("watchbuy_watch_errors", "Watcher failures by kind.", ["kind"], registry=reg)
         for counter, values in (
+            (self.watch_errors, WATCH_ERRORS),
             (self.smoothing, SMOOTHING_OUTCOMES), (self.rate_limit, RATE_LIMIT_RESULTS),
             (self.index_announcements, ANNOUNCEMENT_OUTCOMES), (self.crops, ("embedded", "reused")),
         ):

@@ -208,3 +208,37 @@ class ErrorResponse(BaseModel):
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """A route's OpenAPI `responses`: the error body documented for each of these statuses."""
     return {status: {"model": ErrorResponse} for status in statuses}
+
+
+# --- stream watchers (service/watch_routes.py) ---------------------------------------------------
+
+
+class WatchIn(_Strict):
+    source: str = Field(min_length=1, max_length=2048, description="An HLS playlist, RTMP/RTSP URL or allowed file.")
+    sample_fps: float | None = Field(None, gt=0, le=30, description="Frames analysed per second (default: setting).")
+    realtime: bool = Field(False, description="Pace a file at its own speed, as if live (a live source paces itself).")
+
+
+class WatchAccepted(BaseModel):
+    stream_id: str
+    source: str
+    sample_fps: float
+    runs_on: str = Field(description="`api` (this process) or `workers` (the watch-worker consumer group).")
+
+
+class WatchNow(BaseModel):
+    """What the stream's watcher sees now (service/watch/events.py `WatchStatus`)."""
+
+    stream_id: str
+    source: str
+    state: str = Field(description="starting | running | ended | stopped | failed")
+    product_id: str | None = None
+    since_s: float | None = Field(None, description="When the product's segment started, on the source's timeline.")
+    score: float | None = None
+    time_s: float | None = Field(None, description="The last frame analysed, on the source's timeline.")
+    frames: int = 0
+    lag_s: float = Field(0.0, description="How far the answers are behind the source.")
+    corrupt_packets: int = 0
+    reconnects: int = 0
+    message: str | None = None
+    updated: float = Field(description="Unix time of this status.")

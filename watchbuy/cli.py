@@ -26,6 +26,8 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "serve": Command("service.serve:main", "run the API with uvicorn (WATCHBUY_HOST, WATCHBUY_PORT)"),
     "build-index": Command("service.build_index:main", "embed a stream's catalogue and publish a new index version"),
+    "watch": Command("service.watch.cli:main", "follow a video source; one JSON line per product segment (make watch)"),
+    "watch-worker": Command("service.watch.worker:main", "run queued stream watches (a Redis consumer group member)"),
     "eval": Command("evaluation.cli:main", "evaluate a dataset through the service's request path"),
     "eval-suite": Command("evaluation.suite:main", "every dev set, in and out of domain, next to ImageNet features"),
     "models": Command("training.cli:models_main", "fetch the detector and export the embedder (make models)"),

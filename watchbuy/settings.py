@@ -189,6 +189,57 @@ class Settings(BaseSettings):
         0, ge=0, description="Requests per API key per minute (fixed window in Redis); 0 = off."
     )
 
+    # --- stream watchers (service/watch; docs/WATCHING.md) -------------------------------------------
+    watch_sample_fps: float = Field(4.0, gt=0.0, le=30.0, description="Frames a watcher analyses per second of source.")
+    watch_batch_frames: int = Field(
+        4, ge=1, le=32, description="Waiting frames a watcher answers at once (concurrent requests to the batchers)."
+    )
+    watch_window_seconds: float = Field(
+        2.0, gt=0.0, le=30.0, description="Seconds of answers a watcher's vote looks at (docs/WATCHING.md)."
+    )
+    watch_min_share: float = Field(
+        0.67, gt=0.0, le=1.0, description="Share of the window's frames a product must lead to start a segment."
+    )
+    watch_gap_seconds: float = Field(
+        3.0, ge=0.0, le=60.0, description="A segment ends when its product has not led for this long."
+    )
+    watch_open_timeout_seconds: float = Field(10.0, gt=0.0, description="Opening a source times out after this.")
+    watch_read_timeout_seconds: float = Field(10.0, gt=0.0, description="A source silent this long has stalled.")
+    watch_reconnects: int = Field(5, ge=0, le=100, description="Reopening tries before a stalled source is given up.")
+    watch_backoff_seconds: float = Field(1.0, ge=0.0, description="First wait before reopening (doubled each try).")
+    watch_schemes: list[str] = Field(
+        default_factory=lambda: ["http", "https", "rtmp", "rtmps", "rtsp"],
+        description="URL schemes the API accepts as a watch source.",
+    )
+    watch_hosts: list[str] = Field(
+        default_factory=list, description="Hosts a watch source may come from (empty: any public host)."
+    )
+    watch_allow_private: bool = Field(
+        False, description="Allow sources on loopback, private and link-local addresses (off: no way inside)."
+    )
+    watch_local_root: Path | None = Field(
+        None, description="Folder whose files the API may watch (unset: no local files through the API)."
+    )
+    watch_workers: bool = Field(
+        False,
+        description="POST /streams/{id}/watch queues the watch for `watchbuy watch-worker` processes (needs "
+        "Redis) instead of running it in the API process.",
+    )
+    watch_max_per_worker: int = Field(2, ge=1, le=64, description="Watches one watch-worker runs at once.")
+    watch_claim_idle_seconds: float = Field(
+        30.0, gt=0.0, description="A watch whose worker has not renewed it this long is taken over by another."
+    )
+    worker_metrics_port: int = Field(
+        9101, ge=0, le=65535, description="Port of a watch worker's /metrics for Prometheus (0: none)."
+    )
+    watch_restarts: int = Field(3, ge=0, le=100, description="Restarts of a watcher that crashed, before it is failed.")
+    watch_events_maxlen: int = Field(10_000, ge=10, description="Events kept per stream in Redis (XADD MAXLEN ~).")
+    watch_webhook_url: str | None = Field(None, description="Every watch event is POSTed here as JSON, when set.")
+    watch_webhook_secret: str | None = Field(
+        None, description="HMAC-SHA256 key of the webhook's `X-Watchbuy-Signature` header (sha256=<hex>)."
+    )
+    watch_webhook_retries: int = Field(5, ge=0, le=20, description="Retries of a failed webhook call (backoff).")
+
     @field_validator("api_keys")
     @classmethod
     def _keys_not_blank(cls, keys: list[str]) -> list[str]:

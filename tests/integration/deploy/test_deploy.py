@@ -256,6 +256,25 @@ def test_k8s_api_deployment_probes_resources_and_volumes(k8s: dict) -> None:
     assert service["spec"]["ports"][0]["targetPort"] in (port["name"], port["containerPort"])
 
 
+def test_the_watch_workers_run_the_worker_with_the_api_settings(compose: dict[str, Any], k8s: dict) -> None:
+    worker = compose["services"]["watch-worker"]
+    assert worker["entrypoint"] == ["python", "-m", "watchbuy", "watch-worker"]
+    assert set(worker["environment"]) <= SETTINGS_ENV
+    assert worker["environment"]["WATCHBUY_REDIS_URL"] == "redis://redis:6379/0"
+    assert compose["services"]["api"]["environment"]["WATCHBUY_WATCH_WORKERS"] == "true"
+    scrape = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    job = next(job for job in scrape["scrape_configs"] if job["job_name"] == "watchbuy-watch-worker")
+    assert job["dns_sd_configs"][0]["port"] == int(worker["environment"]["WATCHBUY_WORKER_METRICS_PORT"])
+    deployment = k8s[("Deployment", "watchbuy-watch-worker")]
+    (container,) = pod_spec(deployment)["containers"]
+    assert container["command"] == ["python", "-m", "watchbuy", "watch-worker"]
+    env = check_env(container, k8s)
+    assert env["WATCHBUY_REDIS_URL"] and env["WATCHBUY_WATCH_WORKERS"] == "true"
+    assert int(env["WATCHBUY_WORKER_METRICS_PORT"]) == container["ports"][0]["containerPort"]
+    mounted(container, pod_spec(deployment), env["WATCHBUY_MODEL_DIR"])
+    mounted(container, pod_spec(deployment), env["WATCHBUY_INDEX_ROOT"])
+
+
 def test_k8s_hpa_targets_the_deployment(k8s: dict) -> None:
     (hpa,) = of_kind(k8s, "HorizontalPodAutoscaler")
     target = hpa["spec"]["scaleTargetRef"]

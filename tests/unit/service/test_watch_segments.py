@@ -1,0 +1,66 @@
+"""The segmenter: starts after a product leads the window, survives bad frames, ends on takeover or gap."""
+
+from __future__ import annotations
+
+from service.watch.segments import Observation, Segment, SegmentConfig, Segmenter
+
+FPS = 4.0
+
+
+def run(labels: list[str | None], config: SegmentConfig | None = None) -> list[Segment]:
+    """Feed one label per frame at FPS; every finished segment, in order."""
+    segmenter = Segmenter(config or SegmentConfig(window_s=2.0, min_share=0.5, gap_s=2.0), 1 / FPS)
+    done = []
+    for n, label in enumerate(labels):
+        ended = segmenter.feed(Observation(n / FPS, label, 0.8 if label else 0.0)).ended
+        if ended is not None:
+            done.append(ended)
+    last = segmenter.finish()
+    return done + ([last] if last is not None else [])
+
+
+def spans(segments: list[Segment]) -> list[tuple[str, float, float]]:
+    return [(s.product_id, s.start_s, s.end_s) for s in segments]
+
+
+def test_a_product_shown_alone_is_one_segment_with_its_own_times() -> None:
+    labels = [None] * 8 + ["a"] * 20 + [None] * 12
+    assert spans(run(labels)) == [("a", 2.0, 7.0)]
+
+
+def test_one_bad_frame_or_a_few_abstentions_do_not_split_a_segment() -> None:
+    labels = ["a"] * 10 + ["b"] + ["a"] * 5 + [None, None, None] + ["a"] * 10
+    assert spans(run(labels)) == [("a", 0.0, 7.25)]
+
+
+def test_a_takeover_ends_the_first_where_the_second_begins() -> None:
+    labels = ["a"] * 16 + ["b"] * 16
+    assert spans(run(labels)) == [("a", 0.0, 4.0), ("b", 4.0, 8.0)]
+
+
+def test_a_gap_ends_the_segment_after_its_last_frame() -> None:
+    labels = ["a"] * 12 + [None] * 12 + ["a"] * 12
+    assert spans(run(labels)) == [("a", 0.0, 3.0), ("a", 6.0, 9.0)]
+
+
+def test_scattered_wrong_answers_start_nothing() -> None:
+    labels = ["x", None, None, "y", None, None, "z", None, None, "x", None, None] * 4
+    assert run(labels) == []
+
+
+def test_a_segment_scores_the_mean_of_the_frames_it_led() -> None:
+    segmenter = Segmenter(SegmentConfig(2.0, 0.5, 2.0), 1 / FPS)
+    for n, score in enumerate([0.6, 0.8, 0.7, 0.9]):
+        segmenter.feed(Observation(n / FPS, "a", score))
+    assert segmenter.current is not None and segmenter.current.product_id == "a"
+    finished = segmenter.finish()
+    assert finished is not None and abs(finished.score - 0.75) < 1e-6
+    assert segmenter.current is None
+
+
+def test_the_end_of_the_source_can_cut_the_last_segment() -> None:
+    segmenter = Segmenter(SegmentConfig(2.0, 0.5, 2.0), 1 / FPS)
+    for n in range(8):
+        segmenter.feed(Observation(n / FPS, "a", 0.7))
+    finished = segmenter.finish(end_s=1.9)
+    assert finished is not None and finished.end_s == 1.9
