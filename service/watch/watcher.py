@@ -91,6 +91,7 @@ class Watcher:
         """Watch until the source ends, stalls for good, fails or `stop()`; the final state."""
         self.state.metrics.watchers.inc()
         await self._emit(WatchEvent("watch_started", self.stream_id, message=self.source))
+        await self.sink.status(self.status)  # "starting": `now` answers from the first moment
         final: WatchState = "ended"
         message: str | None = None
         try:
