@@ -20,6 +20,8 @@ export WATCHBUY_QUANTIZATION_DATA ?= [$(subst $(eval) ,$(comma),$(foreach d,$(QU
 
 STREAM ?= viton-dev-00
 CATALOGUE ?=
+SOURCE ?=
+REALTIME ?=
 PYTEST_ARGS ?= -q
 DATASET ?= ../shared/data/viton-dev
 EPOCHS ?= 8
@@ -43,7 +45,7 @@ ifeq ($(strip $(WATCHBUY_MODEL_MIRROR)),)
 unexport WATCHBUY_MODEL_MIRROR
 endif
 
-.PHONY: help setup models build-index serve demo eval eval-suite train test lint clean bench loadtest engines gpu-check compose-check
+.PHONY: help setup models build-index serve watch demo eval eval-suite train test lint clean bench loadtest engines gpu-check compose-check
 
 help: ## list the targets
 	@echo "usage: make <target> [STREAM=$(STREAM)] [CATALOGUE=dir] [PYTEST_ARGS='-q']"
@@ -68,6 +70,12 @@ build-index: models ## build STREAM's index (from CATALOGUE, default WATCHBUY_CA
 
 serve: models ## run the API (WATCHBUY_HOST / WATCHBUY_PORT, default 127.0.0.1:8000)
 	$(WATCHBUY) serve
+
+# stdout carries only the segment lines: the set-up steps write to stderr
+watch: ## follow SOURCE (a file or an HLS/RTMP/RTSP URL) with STREAM's index; one JSON line per segment (REALTIME=1 paces a file)
+	@test -n "$(SOURCE)" || { echo "usage: make watch STREAM=ID SOURCE=FILE_OR_URL [REALTIME=1]" >&2; exit 2; }
+	@$(MAKE) --no-print-directory models >&2
+	@$(WATCHBUY) watch $(STREAM) "$(SOURCE)" $(if $(REALTIME),--realtime)
 
 demo: models ## build STREAM's index, start the server, identify clips, print a table
 	$(VENV_PY) scripts/demo.py --stream $(STREAM) $(if $(CATALOGUE),--catalogue $(CATALOGUE))
