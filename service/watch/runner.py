@@ -1,9 +1,10 @@
 """The watchers running in one process (the API process, or a watch worker), each supervised.
 
 A watcher that ends, stalls for good or cannot read its source is done (its events say so). A watcher
-that crashes (a bug, a model error) is reported (`watch_failed` with the error, metric
-`watchbuy_watch_errors{kind="crashed"}`) and started again with backoff, up to WATCHBUY_WATCH_RESTARTS
-times; it never takes the process down. `on_done` tells the owner (the worker acknowledges its entry).
+that crashes (a bug, a model error, its index gone) is reported (its `watch_failed` says "watcher crashed
+(...)", metric `watchbuy_watch_errors{kind="crashed"}`) and started again with backoff (a new
+`watch_started`), up to WATCHBUY_WATCH_RESTARTS times; it never takes the process down. `on_done` tells
+the owner (the worker acknowledges its entry).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from service.state import ServiceState
-from service.watch.events import EventSink, WatchEvent, WatchState
+from service.watch.events import EventSink, WatchState
 from service.watch.watcher import WatchConfig, Watcher
 
 log = logging.getLogger(__name__)
@@ -79,15 +80,13 @@ class WatchRunner:
             try:
                 final = await watcher.run()
                 break
-            except Exception as exc:  # noqa: BLE001 -- a crashed watcher is reported and restarted, never fatal
-                log.exception("watcher of %s crashed", request.stream_id)
+            except Exception:  # noqa: BLE001 -- a crashed watcher (its watch_failed says why) is restarted
+                log.exception("watcher of %s crashed (%d of %d restarts left)", request.stream_id,
+                              self.restarts - attempt, self.restarts)
                 self.state.metrics.watch_errors.labels("crashed").inc()
-                last = attempt == self.restarts
-                message = f"watcher crashed ({type(exc).__name__}: {exc}); " + ("giving up" if last else "restarting")
-                await self.sink.emit(WatchEvent("watch_failed", request.stream_id, message=message))
-                if watcher.stopping or last:
+                if watcher.stopping or attempt == self.restarts:
                     break
-                await asyncio.sleep(self.backoff_s * 2**attempt)
+                await asyncio.sleep(self.backoff_s * 2**attempt)  # then a new watch_started
         self._watchers.pop(request.stream_id, None)
         if on_done is not None:
             await on_done(request.stream_id, final)

@@ -103,6 +103,9 @@ class Watcher:
         except SourceError as exc:
             final, message = "failed", str(exc)
             self.state.metrics.watch_errors.labels("source").inc()
+        except Exception as exc:  # a crash: reported here, restarted (or not) by whoever runs the watcher
+            final, message = "failed", f"watcher crashed ({_first_error(exc)})"
+            raise
         finally:
             self.state.metrics.watchers.dec()
             with anyio.CancelScope(shield=True):
@@ -237,3 +240,10 @@ class Watcher:
             self._clock = (now, time_s)
         wall0, source0 = self._clock
         return max(0.0, (now - wall0) - (time_s - source0))
+
+
+def _first_error(exc: BaseException) -> str:
+    """`Type: message` of the first error inside task-group exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"

@@ -18,6 +18,7 @@ from typing import Any, cast
 import av
 import numpy as np
 from av.video.stream import VideoStream
+
 from support.video_clips import read_still
 
 FPS = 12

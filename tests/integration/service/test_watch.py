@@ -4,7 +4,8 @@
   documented keys, each product named for its span, exit 0;
 - a source that stalls halfway (HTTP, then silence): reconnects with backoff, then a clear failure event;
 - a damaged file: the damaged packets are skipped and counted, the watch still ends normally;
-- a file that is not a video: exit 1 with the reason, nothing printed on stdout.
+- a file that is not a video: exit 1 with the reason, nothing printed on stdout;
+- a watcher that crashes is reported and restarted by its runner, then given up.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import numpy as np
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -26,6 +28,7 @@ from indexer.video import encode_video
 from service.metrics import Metrics
 from service.state import ServiceState, serving
 from service.watch.events import WatchEvent, WatchStatus
+from service.watch.runner import WatchRequest, WatchRunner
 from service.watch.watcher import WatchConfig, Watcher
 from watchbuy.settings import Settings
 
@@ -149,3 +152,32 @@ def test_a_file_that_is_not_a_video_exits_1_with_the_reason(slice_index_root: Pa
                          cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 1 and run.stdout == ""
     assert "cannot open the source" in run.stderr or "no decodable video frame" in run.stderr
+
+
+def test_a_crashed_watcher_is_reported_and_restarted_then_given_up(
+    served: tuple[BlockingPortal, ServiceState], slice_stream: tuple[Path, list[Shown]]
+) -> None:
+    """A watcher whose stream has no index crashes at its first frame: each crash is reported, the runner
+    starts it again (with backoff) `restarts` times, then gives up; the process is unharmed."""
+    portal, state = served
+    folder, _ = slice_stream
+    sink, done = Collected(), []
+
+    async def on_done(stream_id: str, final: str) -> None:
+        done.append((stream_id, final))
+
+    async def run() -> None:
+        runner = WatchRunner(state, sink, restarts=2, backoff_s=0.05)
+        runner.start(WatchRequest("no-such-stream", str(folder / "stream.mp4"), 4.0), on_done=on_done)
+        while not done:
+            await anyio.sleep(0.05)
+        await runner.aclose()
+
+    before = state.metrics.watch_errors.labels("crashed")._value.get()  # noqa: SLF001 -- the counter's value
+    portal.call(run)
+    assert done == [("no-such-stream", "failed")]
+    assert sink.kinds() == ["watch_started", "watch_failed"] * 3, sink.kinds()
+    assert all("watcher crashed (StreamNotFoundError" in (e.message or "") for e in sink.events[1::2])
+    assert state.metrics.watch_errors.labels("crashed")._value.get() - before == 3  # noqa: SLF001
+    final, _, _ = watch(served, str(folder / "stream.mp4"))  # the service still watches
+    assert final == "ended"
