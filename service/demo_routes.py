@@ -20,7 +20,7 @@ from service.state import running
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 #: The page's files, by name: nothing else under /demo/static is served.
-STATIC_FILES = {"demo.js": "text/javascript", "demo.css": "text/css"}
+STATIC_FILES = {"demo.js": "text/javascript", "timeline.js": "text/javascript", "demo.css": "text/css"}
 ERRORS = error_responses(404, 503)
 NO_CACHE = {"Cache-Control": "no-cache"}
 

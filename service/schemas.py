@@ -242,3 +242,22 @@ class WatchNow(BaseModel):
     reconnects: int = 0
     message: str | None = None
     updated: float = Field(description="Unix time of this status.")
+
+
+class SegmentOut(BaseModel):
+    product_id: str
+    title: str
+    start_s: float
+    end_s: float
+    score: float
+    best: dict[str, Any] | None = Field(
+        None, description="The best frame: `time_s`, `score`, `width`, `height`, `image_id`, `boxes` that matched."
+    )
+
+
+class TimelineResponse(BaseModel):
+    stream_id: str
+    index_version: str
+    duration_s: float = Field(description="Up to the last frame analysed.")
+    frames: int = Field(description="Frames analysed (WATCHBUY_WATCH_SAMPLE_FPS a second).")
+    segments: list[SegmentOut]

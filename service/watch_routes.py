@@ -5,12 +5,16 @@ only under a folder → 403/422), that the stream has an index (404), and that t
 decodes (422 `source_unreadable`), then runs the watch here or queues it for the watch workers
 (WATCHBUY_WATCH_WORKERS; 409 when the stream is already watched). GET /streams/{id}/events streams
 `segment_started`, `segment_ended`, `reconnecting`, `watch_ended` and `watch_failed` events; a client
-that reconnects with Last-Event-ID gets what it missed (as far as the kept log reaches).
+that reconnects with Last-Event-ID gets what it missed (as far as the kept log reaches). POST /timeline
+watches an uploaded clip (the /identify/video form) to its end and answers its segments (the demo page's
+timeline).
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path as FilePath
 from typing import Annotated, TypeVar
 
 import anyio
@@ -19,16 +23,34 @@ from fastapi import APIRouter, Header, Path, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from redis.exceptions import RedisError
 
-from service.errors import Conflict, NotWatched, ServiceUnavailable, SourceUnreadable
+from service.errors import (
+    Conflict,
+    InvalidVideo,
+    NotWatched,
+    ServiceUnavailable,
+    SourceUnreadable,
+    UnsupportedVideoFormat,
+)
 from service.redis_client import RedisUnavailable
-from service.schemas import ID_PATTERN, WatchAccepted, WatchIn, WatchNow, error_responses
+from service.schemas import (
+    ID_PATTERN,
+    SegmentOut,
+    TimelineResponse,
+    WatchAccepted,
+    WatchIn,
+    WatchNow,
+    error_responses,
+)
 from service.state import ServiceState, running
+from service.video import sniff_container
+from service.video_request import parse_video_request
 from service.watch import queue
+from service.watch.events import WatchEvent, WatchStatus
 from service.watch.hub import WatchHub
 from service.watch.policy import SourcePolicy
 from service.watch.runner import WatchRequest
 from service.watch.source import FrameReader, SourceError
-from service.watch.watcher import WatchConfig
+from service.watch.watcher import WatchConfig, Watcher
 
 T = TypeVar("T")
 StreamPath = Annotated[str, Path(pattern=ID_PATTERN)]
@@ -111,7 +133,45 @@ def watch_router() -> APIRouter:
                 after = entry_id
                 yield ServerSentEvent(data=event, event=str(event.get("kind", "message")), id=entry_id)
 
+    @router.post("/timeline", response_model=TimelineResponse, responses=error_responses(400, 404, 413, 415, 422))
+    async def timeline(request: Request) -> TimelineResponse:
+        """An uploaded clip watched to its end like a stream: its product segments, with their best frames."""
+        state = running(request)
+        video = await parse_video_request(request, state.settings)
+        if sniff_container(video.video) is None:
+            raise UnsupportedVideoFormat("not an MP4 or WebM video")
+        index = await anyio.to_thread.run_sync(state.load_index, video.stream_id, limiter=state.limiter)
+        sink = SegmentsKept()
+        with tempfile.TemporaryDirectory(prefix="watchbuy-timeline-") as folder:
+            path = FilePath(folder) / "upload"
+            await anyio.to_thread.run_sync(path.write_bytes, video.video)
+            watcher = Watcher(state, video.stream_id, str(path), WatchConfig.from_settings(state.settings), sink)
+            if await watcher.run() == "failed":
+                raise InvalidVideo(f"the video cannot be watched: {watcher.status.message}")
+        interval = 1.0 / state.settings.watch_sample_fps
+        return TimelineResponse(
+            stream_id=video.stream_id, index_version=index.version, frames=watcher.status.frames,
+            duration_s=round((watcher.status.time_s or 0.0) + interval, 3),
+            segments=[SegmentOut(product_id=e.product_id or "", title=index.titles.get(e.product_id or "", ""),
+                                 start_s=e.start_s or 0.0, end_s=e.end_s or 0.0, score=e.score or 0.0, best=e.best)
+                      for e in sink.segments],
+        )
+
     return router
+
+
+class SegmentsKept:
+    """The sink of an uploaded clip's watch: its finished segments."""
+
+    def __init__(self) -> None:
+        self.segments: list[WatchEvent] = []
+
+    async def emit(self, event: WatchEvent) -> None:
+        if event.kind == "segment_ended":
+            self.segments.append(event)
+
+    async def status(self, status: WatchStatus) -> None:
+        return None
 
 
 async def _redis(state: ServiceState, op: Callable[[aioredis.Redis], Awaitable[T]]) -> T:

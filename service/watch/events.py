@@ -31,6 +31,7 @@ class WatchEvent:
     score: float | None = None
     message: str | None = None
     at: float = field(default_factory=time.time)  # wall clock (Unix seconds)
+    best: dict[str, Any] | None = None  # segment_ended: its best frame (service/watch/best.py)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

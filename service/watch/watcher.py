@@ -23,8 +23,9 @@ from service.errors import Overloaded
 from service.identify import identify
 from service.state import ServiceState
 from service.values import DecodedFrame, DecodedImages, Identification, IdentifyQuery
+from service.watch.best import BestFrames
 from service.watch.events import EventKind, EventSink, WatchEvent, WatchState, WatchStatus
-from service.watch.segments import Changes, Observation, SegmentConfig, Segmenter
+from service.watch.segments import Changes, Observation, Segment, SegmentConfig, Segmenter
 from service.watch.source import FrameReader, SourceConfig, SourceError, SourceFrame, SourceStalled
 from watchbuy.settings import Settings
 
@@ -70,6 +71,7 @@ class Watcher:
         self.sink = sink
         self.reader = FrameReader(source, config.source, on_reconnect=self._reconnecting)
         self.segmenter = Segmenter(config.segments, 1.0 / config.source.sample_fps)
+        self.best = BestFrames()
         self.status = WatchStatus(stream_id, source, "starting")
         self._on_observation = on_observation
         self._pending: deque[WatchEvent] = deque()  # appended from the reader's thread too
@@ -181,6 +183,7 @@ class Watcher:
         metrics = self.state.metrics
         metrics.watch_frames.inc()
         metrics.watch_lag.set(lag)
+        self.best.see(frame.time_s, answer)
         changes = self.segmenter.feed(obs)
         await self._publish(changes)
         counters = self.reader.counters
@@ -197,22 +200,23 @@ class Watcher:
 
     async def _publish(self, changes: Changes) -> None:
         if changes.ended is not None:
-            s = changes.ended
-            self.state.metrics.watch_segments.inc()
-            self._pending.append(WatchEvent("segment_ended", self.stream_id, s.end_s, s.product_id,
-                                            s.start_s, s.end_s, s.score))
+            self._ended(changes.ended)
         if changes.started is not None:
             s = changes.started
             self._pending.append(WatchEvent("segment_started", self.stream_id, s.start_s, s.product_id,
                                             start_s=s.start_s, score=s.score))
 
+    def _ended(self, s: Segment) -> None:
+        self.state.metrics.watch_segments.inc()
+        best = self.best.take(s)
+        self._pending.append(WatchEvent("segment_ended", self.stream_id, s.end_s, s.product_id, s.start_s, s.end_s,
+                                        s.score, best=best.as_dict() if best else None))
+
     async def _close(self, final: WatchState, message: str | None) -> None:
         end_s = self.status.time_s + self.segmenter.interval_s if self.status.time_s is not None else None
         last = self.segmenter.finish(end_s)
         if last is not None:
-            self.state.metrics.watch_segments.inc()
-            self._pending.append(WatchEvent("segment_ended", self.stream_id, last.end_s, last.product_id,
-                                            last.start_s, last.end_s, last.score))
+            self._ended(last)
         kind: EventKind = "watch_failed" if final == "failed" else "watch_ended"
         self._pending.append(WatchEvent(kind, self.stream_id, self.status.time_s, message=message or final))
         await self._flush()

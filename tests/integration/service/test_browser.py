@@ -257,3 +257,46 @@ def test_with_an_api_key_the_page_sends_it_everywhere(
     assert len(drawn_boxes(page)) == 2
     wait_for_thumbnails(page, 3)  # catalogue images fetched with the key, shown through blob URLs
     assert page.locator("canvas.thumb.missing").count() == 0
+
+
+TIMELINE_PRODUCTS = (GROCERY_PRODUCT, "grocery-God-Morgon-Orange-Juice")
+TIMELINE_SCREENSHOT = PROJECT_DIR / "test-output" / "browser" / "timeline.png"
+
+
+@pytest.fixture(scope="module")
+def two_product_clip(grocery_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An 8 s MP4: four photos of one product, one second each, then four of another."""
+    queries = jsonl(grocery_dir / "queries.jsonl")
+    stills = [
+        read_still(grocery_dir / q["frames"][0]["path"], size=(348, 348))
+        for product in TIMELINE_PRODUCTS
+        for q in [q for q in queries if q["product_id"] == product][:4]
+    ]
+    path = tmp_path_factory.mktemp("timeline") / "two-products.mp4"
+    path.write_bytes(encode_clip(stills, fps=12, frames_per_still=12))
+    return path
+
+
+def test_the_timeline_shows_each_products_segment_and_its_best_frame(
+    page: Any, server: LiveServer, two_product_clip: Path
+) -> None:
+    open_demo(page, server, GROCERY_STREAM)
+    page.set_input_files("#video-file", str(two_product_clip))
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/timeline"),
+                              timeout=RESULT_TIMEOUT_MS) as answer:
+        page.click("#watch-clip")
+    page.wait_for_selector("#timeline-status.ok, #timeline-status.error", timeout=RESULT_TIMEOUT_MS)
+    assert "ok" in (page.locator("#timeline-status").get_attribute("class") or ""), page.inner_text("#timeline-status")
+    segments = answer.value.json()["segments"]
+    assert [s["product_id"] for s in segments] == list(TIMELINE_PRODUCTS), segments
+    blocks = page.locator("#timeline-bar .segment")
+    assert blocks.count() == 2
+    assert [blocks.nth(i).get_attribute("data-product") for i in range(2)] == list(TIMELINE_PRODUCTS)
+    page.wait_for_selector("#timeline-bar .segment img.segment-thumb", timeout=30_000)  # the shop image
+    blocks.nth(1).click()
+    page.wait_for_selector("#segment-frame.drawn", timeout=30_000)
+    canvas = page.locator("#segment-frame")
+    assert int(canvas.get_attribute("data-boxes") or 0) == len(segments[1]["best"]["boxes"]) > 0
+    assert TIMELINE_PRODUCTS[1] in page.inner_text("#segment-text")
+    TIMELINE_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(TIMELINE_SCREENSHOT), full_page=True)

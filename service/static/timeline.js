@@ -1,0 +1,153 @@
+"use strict";
+// The demo page's timeline: watch the chosen clip like a stream (POST /timeline), or follow the stream's
+// running watcher (its Server-Sent Events), and draw the product segments as a bar with each product's
+// shop image. Clicking a segment shows its best frame with the boxes that matched (from the uploaded clip,
+// seeked to that moment) and the segment's details. Uses demo.js's helpers ($, el, colour, api, postForm,
+// catalogueImage, loadImage, drawFrame, selectedStream).
+
+const timeline = { segments: [], duration: 0, streamId: null, videoUrl: null, events: null };
+
+function setTimelineStatus(text, kind = "") {
+  const status = $("timeline-status");
+  status.textContent = text;
+  status.className = `status ${kind}`;
+}
+
+function formatSeconds(seconds) {
+  return `${seconds.toFixed(1)} s`;
+}
+
+async function watchClip(event) {
+  event.preventDefault();
+  const file = $("video-file").files[0];
+  if (!file) {
+    setTimelineStatus("Choose a clip (MP4 or WebM) above first.", "error");
+    return;
+  }
+  stopFollowing();
+  const streamId = selectedStream();
+  const form = new FormData();
+  form.append("stream_id", streamId);
+  form.append("video", file);
+  setTimelineStatus("Watching the clip…", "busy");
+  try {
+    const answer = await postForm("/timeline", form);
+    if (timeline.videoUrl) URL.revokeObjectURL(timeline.videoUrl);
+    Object.assign(timeline, { segments: answer.segments, duration: answer.duration_s, streamId,
+                              videoUrl: URL.createObjectURL(file) });
+    drawTimeline();
+    setTimelineStatus(`${answer.segments.length} segments in ${formatSeconds(answer.duration_s)} ` +
+                      `(${answer.frames} frames analysed).`, "ok");
+  } catch (error) {
+    setTimelineStatus(error.message, "error");
+  }
+}
+
+function followWatcher(event) {
+  event.preventDefault();
+  stopFollowing();
+  const streamId = selectedStream();
+  Object.assign(timeline, { segments: [], duration: 0, streamId, videoUrl: null });
+  drawTimeline();
+  // EventSource cannot send an API key header: following works where the API is open.
+  const source = new EventSource(`/streams/${encodeURIComponent(streamId)}/events`);
+  timeline.events = source;
+  setTimelineStatus(`Following ${streamId}'s watcher…`, "busy");
+  source.addEventListener("segment_ended", (message) => {
+    const segment = JSON.parse(message.data);
+    timeline.segments.push({ ...segment, title: "" });
+    timeline.duration = Math.max(timeline.duration, segment.end_s);
+    drawTimeline();
+  });
+  for (const kind of ["watch_ended", "watch_failed"]) {
+    source.addEventListener(kind, (message) => {
+      const data = JSON.parse(message.data);
+      setTimelineStatus(`The watch ${kind === "watch_ended" ? "ended" : "failed"}: ${data.message || ""}`,
+                        kind === "watch_ended" ? "ok" : "error");
+      stopFollowing();
+    });
+  }
+  source.onerror = () => setTimelineStatus("The event stream was interrupted; retrying…", "busy");
+}
+
+function stopFollowing() {
+  if (timeline.events) timeline.events.close();
+  timeline.events = null;
+}
+
+function drawTimeline() {
+  const bar = $("timeline-bar");
+  bar.replaceChildren();
+  $("timeline").hidden = false;
+  $("segment-detail").hidden = true;
+  const duration = Math.max(timeline.duration, 0.001);
+  timeline.segments.forEach((segment, i) => {
+    const block = el("button", "segment");
+    block.type = "button";
+    block.style.left = `${(100 * segment.start_s) / duration}%`;
+    block.style.width = `${(100 * (segment.end_s - segment.start_s)) / duration}%`;
+    block.style.background = colour(i);
+    block.title = `${segment.product_id} ${formatSeconds(segment.start_s)}–${formatSeconds(segment.end_s)}`;
+    block.dataset.product = segment.product_id;
+    const imageId = segment.best && segment.best.image_id;
+    if (imageId) {
+      catalogueImage(timeline.streamId, imageId).then((image) => {
+        const thumb = el("img", "segment-thumb");
+        thumb.src = image.src;
+        thumb.alt = segment.product_id;
+        block.append(thumb);
+      }, () => {});
+    }
+    block.append(el("span", "segment-label", segment.product_id));
+    block.addEventListener("click", () => showSegment(segment, i));
+    bar.append(block);
+  });
+  $("timeline-end").textContent = formatSeconds(timeline.duration);
+}
+
+async function showSegment(segment, index) {
+  const detail = $("segment-detail");
+  detail.hidden = false;
+  for (const block of document.querySelectorAll("#timeline-bar .segment")) block.classList.remove("chosen");
+  document.querySelectorAll("#timeline-bar .segment")[index].classList.add("chosen");
+  const best = segment.best;
+  $("segment-text").textContent =
+    `${segment.product_id}${segment.title ? ` · ${segment.title}` : ""}: ${formatSeconds(segment.start_s)}–` +
+    `${formatSeconds(segment.end_s)}, score ${segment.score.toFixed(3)}` +
+    (best ? `; best frame at ${formatSeconds(best.time_s)} (${best.boxes.length} matching boxes)` : "");
+  const canvas = $("segment-frame");
+  canvas.classList.remove("drawn");
+  if (!best || !timeline.videoUrl) {
+    canvas.hidden = true;
+    return;
+  }
+  canvas.hidden = false;
+  const image = await frameAt(timeline.videoUrl, best.time_s);
+  drawFrame(canvas, image, best.boxes, -1);
+}
+
+function frameAt(url, seconds) {
+  // The uploaded clip's frame at `seconds`, as an image (a hidden video element, seeked, drawn once).
+  return new Promise((resolve, reject) => {
+    const video = document.createElement("video");
+    video.muted = true;
+    video.preload = "auto";
+    video.addEventListener("error", () => reject(new Error("this browser cannot play the clip")));
+    video.addEventListener("loadedmetadata", () => {
+      video.currentTime = Math.min(seconds + 0.01, Math.max(0, video.duration - 0.01));
+    });
+    video.addEventListener("seeked", () => {
+      const still = document.createElement("canvas");
+      still.width = video.videoWidth;
+      still.height = video.videoHeight;
+      still.getContext("2d").drawImage(video, 0, 0);
+      still.toBlob((blob) => loadImage(URL.createObjectURL(blob)).then(resolve, reject), "image/png");
+    }, { once: true });
+    video.src = url;
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("watch-clip").addEventListener("click", watchClip);
+  $("follow-watcher").addEventListener("click", followWatcher);
+});
