@@ -7,7 +7,8 @@ on screen, products found, boundary errors.
 `tune`: replays the per-frame answers that `watchbuy watch --observations` recorded through the segmenter
 for every setting of a grid, and picks by the rule fixed before the runs (docs/WATCHING.md): the fewest
 seconds wrong over all tuning videos; within 1 s of the fewest, the largest window, then the largest gap
-(steadier segments).
+(steadier segments). Both votes are scored (single-frame winners, and pooled top-5 scores, which needs
+observations recorded with `ranked`); the pooled one is adopted only if it beats the other's best.
 
     python scripts/watch_tuning.py tune var/watch/tune/*-?.obs.jsonl
     python scripts/watch_tuning.py score var/watch/heldout/viton-dev-00.segments.jsonl
@@ -30,6 +31,7 @@ STEP = 0.05
 WINDOWS = (1.0, 1.5, 2.0, 3.0, 4.0)
 SHARES = (0.34, 0.5, 0.67)
 GAPS = (1.0, 2.0, 3.0, 5.0)
+POOLED = (False, True)
 FPS = 4.0
 
 
@@ -77,6 +79,11 @@ def replay(observations: list[Observation], config: SegmentConfig) -> list[dict[
     return [{"product_id": s.product_id, "start_s": s.start_s, "end_s": s.end_s} for s in done]
 
 
+def observation(fields: dict[str, Any]) -> Observation:
+    ranked = tuple((str(p), float(s)) for p, s in fields.pop("ranked", []))
+    return Observation(**fields, ranked=ranked)
+
+
 def read_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -88,22 +95,24 @@ def truth_of(path: Path) -> list[dict[str, Any]]:
 
 
 def tune(paths: list[Path]) -> int:
-    videos = [([Observation(**o) for o in read_lines(p)], truth_of(p)) for p in paths]
+    videos = [([observation(o) for o in read_lines(p)], truth_of(p)) for p in paths]
     rows = []
-    for window, share, gap in itertools.product(WINDOWS, SHARES, GAPS):
-        config = SegmentConfig(window, share, gap)
+    for pooled, window, share, gap in itertools.product(POOLED, WINDOWS, SHARES, GAPS):
+        config = SegmentConfig(window, share, gap, pooled)
         scores = [score(replay(obs, config), truth) for obs, truth in videos]
         rows.append({
-            "window_s": window, "min_share": share, "gap_s": gap,
+            "pooled": pooled, "window_s": window, "min_share": share, "gap_s": gap,
             "wrong_s": round(sum(s["wrong_s"] for s in scores), 2),
             "false_s": round(sum(s["false_s"] for s in scores), 2),
             "per_video": [s["wrong_s"] for s in scores],
         })
-    best = min(r["wrong_s"] for r in rows)
-    chosen = max((r for r in rows if r["wrong_s"] <= best + 1.0), key=lambda r: (r["window_s"], r["gap_s"]))
-    for row in sorted(rows, key=lambda r: r["wrong_s"])[:12]:
-        print(json.dumps(row))
-    print("chosen:", json.dumps(chosen))
+    for pooled in POOLED:
+        mine = [r for r in rows if r["pooled"] == pooled]
+        best = min(r["wrong_s"] for r in mine)
+        chosen = max((r for r in mine if r["wrong_s"] <= best + 1.0), key=lambda r: (r["window_s"], r["gap_s"]))
+        for row in sorted(mine, key=lambda r: r["wrong_s"])[:8]:
+            print(json.dumps(row))
+        print("chosen:", json.dumps(chosen))
     return 0
 
 

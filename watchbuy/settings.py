@@ -203,6 +203,10 @@ class Settings(BaseSettings):
     watch_gap_seconds: float = Field(
         3.0, ge=0.0, le=60.0, description="A segment ends when its product has not led for this long."
     )
+    watch_pooled: bool = Field(
+        False, description="Vote on each frame's top-5 scores pooled over the window (cleared against the stream's "
+        "abstain threshold) instead of on single-frame winners (docs/WATCHING.md)."
+    )
     watch_open_timeout_seconds: float = Field(10.0, gt=0.0, description="Opening a source times out after this.")
     watch_read_timeout_seconds: float = Field(10.0, gt=0.0, description="A source silent this long has stalled.")
     watch_reconnects: int = Field(5, ge=0, le=100, description="Reopening tries before a stalled source is given up.")

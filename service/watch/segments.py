@@ -16,7 +16,7 @@ Pure and synchronous: the watcher feeds it, the tuning script replays recorded a
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 
 from watchbuy.settings import Settings
@@ -27,10 +27,12 @@ class SegmentConfig:
     window_s: float = 2.0  # the defaults are the settings' (chosen in docs/WATCHING.md)
     min_share: float = 0.67
     gap_s: float = 3.0
+    pooled: bool = False  # vote on pooled scores of each frame's top products, not on single-frame winners
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SegmentConfig:
-        return cls(settings.watch_window_seconds, settings.watch_min_share, settings.watch_gap_seconds)
+        return cls(settings.watch_window_seconds, settings.watch_min_share, settings.watch_gap_seconds,
+                   settings.watch_pooled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,8 @@ class Observation:
     time_s: float
     product_id: str | None  # None: the answer abstained
     score: float = 0.0
-
+    ranked: tuple[tuple[str, float], ...] = ()  # the frame's top products and scores, abstained or not
+    threshold: float = 0.0  # the stream's abstain threshold
 
 @dataclass(frozen=True, slots=True)
 class Segment:
@@ -90,9 +93,9 @@ class Segmenter:
             self._window.popleft()
         ended = started = None
         current = self._open
-        if current is not None and obs.product_id == current.product_id:
+        if current is not None and self._lead(obs) == current.product_id:
             current.last_s = obs.time_s
-            current.scores.append(obs.score)
+            current.scores.append(self._score_of(obs, current.product_id))
         leader = self._qualified_leader()
         if current is not None and leader is not None and leader != current.product_id:
             if self._leads(leader) > self._leads(current.product_id):
@@ -106,7 +109,7 @@ class Segmenter:
             begin = self._first_lead(leader)
             if ended is not None:
                 begin = max(begin, ended.end_s)
-            scores = [o.score for o in self._window if o.product_id == leader and o.time_s >= begin]
+            scores = [self._score_of(o, leader) for o in self._window if self._lead(o) == leader and o.time_s >= begin]
             self._open = _Open(leader, begin, obs.time_s, scores)
             started = Segment(leader, round(begin, 3), round(begin, 3), 0.0)
         return Changes(ended, started)
@@ -121,20 +124,44 @@ class Segmenter:
         self._window.clear()
         return segment
 
+    def _lead(self, obs: Observation) -> str | None:
+        """Who leads a frame: its answer's product (None when abstained); pooled: its top product."""
+        if self.config.pooled:
+            return obs.ranked[0][0] if obs.ranked else None
+        return obs.product_id
+
+    def _score_of(self, obs: Observation, product_id: str) -> float:
+        if self.config.pooled:
+            return dict(obs.ranked).get(product_id, 0.0)
+        return obs.score if obs.product_id == product_id else 0.0
+
     def _qualified_leader(self) -> str | None:
-        votes = Counter(o.product_id for o in self._window if o.product_id is not None)
-        if not votes:
-            return None
-        product, leads = max(votes.items(), key=lambda kv: (kv[1], self._score_sum(kv[0])))
-        if leads < 2 or leads < self.config.min_share * len(self._window):
+        n = len(self._window)
+        if self.config.pooled:  # the window's mean score per product must clear the stream's threshold
+            pooled: defaultdict[str, float] = defaultdict(float)
+            for o in self._window:
+                for product_id, score in o.ranked:
+                    pooled[product_id] += score / n
+            if not pooled:
+                return None
+            product = max(pooled, key=lambda p: pooled[p])
+            if pooled[product] < self._window[-1].threshold:
+                return None
+        else:
+            votes = Counter(lead for o in self._window if (lead := self._lead(o)) is not None)
+            if not votes:
+                return None
+            product = max(votes, key=lambda p: (votes[p], self._score_sum(p)))
+        leads = self._leads(product)
+        if leads < 2 or leads < self.config.min_share * n:
             return None
         return product
 
     def _leads(self, product_id: str) -> int:
-        return sum(1 for o in self._window if o.product_id == product_id)
+        return sum(1 for o in self._window if self._lead(o) == product_id)
 
     def _first_lead(self, product_id: str) -> float:
-        return next(o.time_s for o in self._window if o.product_id == product_id)
+        return next(o.time_s for o in self._window if self._lead(o) == product_id)
 
     def _score_sum(self, product_id: str) -> float:
-        return sum(o.score for o in self._window if o.product_id == product_id)
+        return sum(self._score_of(o, product_id) for o in self._window)

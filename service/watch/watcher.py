@@ -32,6 +32,8 @@ from watchbuy.settings import Settings
 log = logging.getLogger(__name__)
 
 ObservationHook = Callable[[Observation], None]
+#: Products kept of each frame's answer (the pooled vote reads them; docs/WATCHING.md).
+RANKED = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ class Watcher:
         self._pending: deque[WatchEvent] = deque()  # appended from the reader's thread too
         self._clock: tuple[float, float] | None = None  # (wall, source time) of the first frame
         self._stopping = False
+        self._threshold = 0.0  # the stream's abstain threshold (its current index's)
         self._failure: SourceError | None = None  # why the source failed (set in the reader's thread)
 
     def stop(self) -> None:
@@ -148,6 +151,8 @@ class Watcher:
                         batch.append(receive.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
+                index = await anyio.to_thread.run_sync(self.state.load_index, self.stream_id)
+                self._threshold = self.state.pipeline.config.abstain.for_index(index).value
                 answers = await self._identify_all(batch)
                 for frame, answer in zip(batch, answers, strict=True):
                     await self._observe(frame, answer)
@@ -166,7 +171,7 @@ class Watcher:
     async def _identify(self, frame: SourceFrame) -> Identification:
         """One frame through the identify path; waits and retries while the model queues are full."""
         images = DecodedImages((DecodedFrame(round(frame.time_s * 1000), frame.image),))
-        query = IdentifyQuery(self.stream_id, top_k=1)
+        query = IdentifyQuery(self.stream_id, top_k=RANKED)
         while True:
             try:
                 result, _ = await identify(self.state, query, lambda: images, n_frames=1)
@@ -176,7 +181,9 @@ class Watcher:
 
     async def _observe(self, frame: SourceFrame, answer: Identification) -> None:
         top = answer.products[0] if answer.products and not answer.abstain else None
-        obs = Observation(frame.time_s, top.product_id if top else None, top.score if top else 0.0)
+        ranked = tuple((p.product_id, round(p.score, 4)) for p in answer.products)
+        obs = Observation(frame.time_s, top.product_id if top else None, top.score if top else 0.0, ranked,
+                          self._threshold)
         if self._on_observation is not None:
             self._on_observation(obs)
         lag = self._lag(frame.time_s)

@@ -64,3 +64,25 @@ def test_the_end_of_the_source_can_cut_the_last_segment() -> None:
         segmenter.feed(Observation(n / FPS, "a", 0.7))
     finished = segmenter.finish(end_s=1.9)
     assert finished is not None and finished.end_s == 1.9
+
+
+def pooled(labels: list[tuple[tuple[str, float], ...]], threshold: float = 0.4) -> list[Segment]:
+    segmenter = Segmenter(SegmentConfig(window_s=2.0, min_share=0.34, gap_s=2.0, pooled=True), 1 / FPS)
+    done = []
+    for n, ranked in enumerate(labels):
+        top = ranked[0] if ranked and ranked[0][1] >= threshold else None
+        obs = Observation(n / FPS, top[0] if top else None, top[1] if top else 0.0, ranked, threshold)
+        if (ended := segmenter.feed(obs).ended) is not None:
+            done.append(ended)
+    last = segmenter.finish()
+    return done + ([last] if last is not None else [])
+
+
+def test_the_pooled_vote_keeps_the_product_whose_scores_stay_high_through_flips() -> None:
+    a_first, b_first = (("a", 0.62), ("b", 0.60)), (("b", 0.61), ("a", 0.59))
+    labels = [a_first, b_first] * 10  # the single-frame winner flips every frame
+    assert spans(pooled(labels)) == [("a", 0.0, 4.75)]  # its last leading frame is at 4.5 s
+
+
+def test_the_pooled_vote_names_nothing_below_the_streams_threshold() -> None:
+    assert pooled([(("a", 0.35), ("b", 0.2))] * 20) == []
