@@ -24,10 +24,10 @@ from watchbuy.settings import Settings
 
 @dataclass(frozen=True, slots=True)
 class SegmentConfig:
-    window_s: float = 2.0  # the defaults are the settings' (chosen in docs/WATCHING.md)
-    min_share: float = 0.67
+    window_s: float = 4.0  # the defaults are the settings' (chosen in docs/WATCHING.md)
+    min_share: float = 0.5
     gap_s: float = 3.0
-    pooled: bool = False  # vote on pooled scores of each frame's top products, not on single-frame winners
+    pooled: bool = True  # vote on pooled scores of each frame's top products, not on single-frame winners
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SegmentConfig:

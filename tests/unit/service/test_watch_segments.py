@@ -1,4 +1,5 @@
-"""The segmenter: starts after a product leads the window, survives bad frames, ends on takeover or gap."""
+"""The segmenter: starts after a product leads the window, survives bad frames, ends on takeover or gap;
+the single-frame vote first, then the pooled one."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ FPS = 4.0
 
 def run(labels: list[str | None], config: SegmentConfig | None = None) -> list[Segment]:
     """Feed one label per frame at FPS; every finished segment, in order."""
-    segmenter = Segmenter(config or SegmentConfig(window_s=2.0, min_share=0.5, gap_s=2.0), 1 / FPS)
+    segmenter = Segmenter(config or SegmentConfig(window_s=2.0, min_share=0.5, gap_s=2.0, pooled=False), 1 / FPS)
     done = []
     for n, label in enumerate(labels):
         ended = segmenter.feed(Observation(n / FPS, label, 0.8 if label else 0.0)).ended
@@ -49,7 +50,7 @@ def test_scattered_wrong_answers_start_nothing() -> None:
 
 
 def test_a_segment_scores_the_mean_of_the_frames_it_led() -> None:
-    segmenter = Segmenter(SegmentConfig(2.0, 0.5, 2.0), 1 / FPS)
+    segmenter = Segmenter(SegmentConfig(2.0, 0.5, 2.0, pooled=False), 1 / FPS)
     for n, score in enumerate([0.6, 0.8, 0.7, 0.9]):
         segmenter.feed(Observation(n / FPS, "a", score))
     assert segmenter.current is not None and segmenter.current.product_id == "a"
@@ -59,7 +60,7 @@ def test_a_segment_scores_the_mean_of_the_frames_it_led() -> None:
 
 
 def test_the_end_of_the_source_can_cut_the_last_segment() -> None:
-    segmenter = Segmenter(SegmentConfig(2.0, 0.5, 2.0), 1 / FPS)
+    segmenter = Segmenter(SegmentConfig(2.0, 0.5, 2.0, pooled=False), 1 / FPS)
     for n in range(8):
         segmenter.feed(Observation(n / FPS, "a", 0.7))
     finished = segmenter.finish(end_s=1.9)
