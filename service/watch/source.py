@@ -119,8 +119,9 @@ class FrameReader:
 
     def _open(self) -> av.container.InputContainer:
         timeouts = (self.config.open_timeout_s, self.config.read_timeout_s)
+        options = {"rw_timeout": _micros(timeouts[1]), "protocol_whitelist": protocols(self.url)}
         try:
-            return av.open(self.url, mode="r", timeout=timeouts, options={"rw_timeout": _micros(timeouts[1])})
+            return av.open(self.url, mode="r", timeout=timeouts, options=options)
         except (av.error.ExitError, TimeoutError) as exc:
             raise SourceStalled(f"opening timed out: {exc}") from None
         except (av.error.FFmpegError, OSError, ValueError) as exc:
@@ -182,6 +183,21 @@ class FrameReader:
     def _pace(self, started: float, time_s: float) -> None:
         if self.config.realtime:
             self._stop.wait(max(0.0, time_s - (time.monotonic() - started)))
+
+
+#: What FFmpeg may open for a source, by the source's scheme: an HLS playlist's segments and keys come over
+#: the playlist's own kind of protocol only (a remote playlist never reaches a local file).
+_PROTOCOLS = {
+    "http": "http,https,tcp,tls,crypto", "https": "http,https,tcp,tls,crypto",
+    "rtmp": "rtmp,rtmps,tcp,tls", "rtmps": "rtmp,rtmps,tcp,tls", "rtsp": "rtsp,rtp,srtp,udp,tcp,tls",
+}
+_LOCAL_PROTOCOLS = "file,crypto"
+
+
+def protocols(url: str) -> str:
+    """FFmpeg's protocol_whitelist for a source URL (a path without a scheme is a local file)."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else "file"
+    return _PROTOCOLS.get(scheme, _LOCAL_PROTOCOLS)
 
 
 def _video_stream(container: av.container.InputContainer) -> av.VideoStream:

@@ -63,3 +63,11 @@ def test_local_files_only_under_the_configured_folder(tmp_path: Path) -> None:
 def test_malformed_sources_are_422(url: str) -> None:
     with pytest.raises(InvalidSource):
         policy().check(url)
+
+
+def test_ffmpeg_may_open_only_the_sources_own_kind_of_protocol() -> None:
+    from service.watch.source import protocols
+
+    assert "file" not in protocols("https://93.184.216.34/live/index.m3u8")
+    assert protocols("rtmp://93.184.216.34/live/room") == "rtmp,rtmps,tcp,tls"
+    assert protocols("/videos/replay.mp4") == protocols("file:///videos/replay.mp4") == "file,crypto"
