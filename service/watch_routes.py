@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path as FilePath
 from typing import Annotated, TypeVar
 
@@ -30,6 +31,7 @@ from service.errors import (
     ServiceUnavailable,
     SourceUnreadable,
     UnsupportedVideoFormat,
+    VideoTooLong,
 )
 from service.redis_client import RedisUnavailable
 from service.schemas import (
@@ -49,7 +51,7 @@ from service.watch.events import WatchEvent, WatchStatus
 from service.watch.hub import WatchHub
 from service.watch.policy import SourcePolicy
 from service.watch.runner import WatchRequest
-from service.watch.source import FrameReader, SourceError
+from service.watch.source import FrameReader, SourceError, SourceTooLong
 from service.watch.watcher import WatchConfig, Watcher
 
 T = TypeVar("T")
@@ -145,8 +147,12 @@ def watch_router() -> APIRouter:
         with tempfile.TemporaryDirectory(prefix="watchbuy-timeline-") as folder:
             path = FilePath(folder) / "upload"
             await anyio.to_thread.run_sync(path.write_bytes, video.video)
-            watcher = Watcher(state, video.stream_id, str(path), WatchConfig.from_settings(state.settings), sink)
+            config = WatchConfig.from_settings(state.settings)
+            config = replace(config, source=replace(config.source, max_seconds=state.settings.max_video_seconds))
+            watcher = Watcher(state, video.stream_id, str(path), config, sink)
             if await watcher.run() == "failed":
+                if isinstance(watcher.failure, SourceTooLong):
+                    raise VideoTooLong(f"{watcher.failure} (WATCHBUY_MAX_VIDEO_SECONDS)")
                 raise InvalidVideo(f"the video cannot be watched: {watcher.status.message}")
         interval = 1.0 / state.settings.watch_sample_fps
         return TimelineResponse(

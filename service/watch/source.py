@@ -35,6 +35,10 @@ class SourceStalled(SourceError):
     """The source stopped sending and did not come back after every reconnect."""
 
 
+class SourceTooLong(SourceError):
+    """The source runs past `SourceConfig.max_seconds` (an uploaded clip watched within one request)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
     sample_fps: float = 4.0
@@ -44,6 +48,7 @@ class SourceConfig:
     backoff_s: float = 1.0  # doubled on each try, at most 30 s
     realtime: bool = False  # pace a file at its own speed (a live source paces itself)
     max_pixels: int = 16_777_216
+    max_seconds: float | None = None  # None: a stream may last for ever
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +109,8 @@ class FrameReader:
                 if self.counters.decoded == 0 and not self.stopped:
                     raise SourceError("the source has no decodable video frame")
                 return  # the end of the source
+            except SourceTooLong:
+                raise
             except SourceError as exc:
                 if self.counters.decoded == 0 and failures == 0 and not isinstance(exc, SourceStalled):
                     raise  # never readable at all: a bad source, not a stall
@@ -172,6 +179,8 @@ class FrameReader:
         time_s = float(frame.time) - self._origin
         if time_s <= self._last_s + _EPSILON_S or time_s + _EPSILON_S < self._next_s:
             return None  # already passed (a reopened source starts again) or between samples
+        if self.config.max_seconds is not None and time_s > self.config.max_seconds:
+            raise SourceTooLong(f"the video lasts more than {self.config.max_seconds:g} s")
         if frame.width * frame.height > self.config.max_pixels:
             raise SourceError(f"frames are {frame.width}x{frame.height}; at most {self.config.max_pixels} pixels")
         self._last_s = time_s

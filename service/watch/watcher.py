@@ -88,6 +88,11 @@ class Watcher:
         self.reader.stop()
 
     @property
+    def failure(self) -> SourceError | None:
+        """Why the source failed, when it did."""
+        return self._failure
+
+    @property
     def stopping(self) -> bool:
         """`stop()` was called: the watch ends as asked, not by a failure."""
         return self._stopping

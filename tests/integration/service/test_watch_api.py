@@ -25,6 +25,7 @@ from support.data import MODEL_DIR, SLICE_STREAM
 from support.helpers import wait_for
 from support.live_server import LiveServer
 from support.streams import FolderServer, product_photos, sse_events, stream_frames, write_hls
+from support.video_clips import encode_clip, flat_stills
 
 SECRET = "webhook-test-secret"
 #: How far behind the live source the answers may fall on the 2-core machine (a bound, stated in
@@ -72,7 +73,7 @@ def server(slice_index_root: Path, receiver: Receiver, tmp_path: Path) -> Iterat
         "WATCHBUY_INDEX_ROOT": str(slice_index_root), "WATCHBUY_MODEL_DIR": str(MODEL_DIR),
         "WATCHBUY_WATCH_ALLOW_PRIVATE": "true", "WATCHBUY_WATCH_LOCAL_ROOT": str(tmp_path),
         "WATCHBUY_WATCH_WEBHOOK_URL": receiver.url, "WATCHBUY_WATCH_WEBHOOK_SECRET": SECRET,
-        "WATCHBUY_WATCH_READ_TIMEOUT_SECONDS": "5",
+        "WATCHBUY_WATCH_READ_TIMEOUT_SECONDS": "5", "WATCHBUY_MAX_VIDEO_SECONDS": "30",
     })
     live.start()
     try:
@@ -169,3 +170,9 @@ def test_bad_sources_are_4xx_and_nothing_starts(server: LiveServer, tmp_path: Pa
         assert missing.status_code == 404
         assert http.delete(f"/streams/{SLICE_STREAM}/watch").status_code == 404
         assert http.get(f"/streams/{SLICE_STREAM}/now").json()["error"]["code"] == "not_watched"
+        form = {"stream_id": SLICE_STREAM}
+        long_clip = encode_clip(flat_stills(2), fps=4, frames_per_still=70)  # 35 s, over the 30 s allowed
+        too_long = http.post("/timeline", data=form, files={"video": ("long.mp4", long_clip, "video/mp4")})
+        assert (too_long.status_code, too_long.json()["error"]["code"]) == (422, "video_too_long"), too_long.text
+        not_video = http.post("/timeline", data=form, files={"video": ("x.mp4", b"\x00" * 4000, "video/mp4")})
+        assert not_video.status_code == 415
