@@ -411,6 +411,8 @@ def test_schemathesis_fuzz_finds_no_server_error(
     command = [
         str(cli), "run", f"{edge_server.base}/openapi.json",
         "--checks", "not_a_server_error",
+        # an SSE stream has no end to check: it stays open for as long as its client reads (test_watch_api.py)
+        "--exclude-path-regex", "/events$",
         "--max-examples", "300", "--seed", "20261121", "--workers", "1",
         "--phases", "examples,coverage,fuzzing",
         "--request-timeout", "30",
