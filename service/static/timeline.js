@@ -43,35 +43,62 @@ async function watchClip(event) {
   }
 }
 
-function followWatcher(event) {
+async function followWatcher(event) {
   event.preventDefault();
   stopFollowing();
   const streamId = selectedStream();
   Object.assign(timeline, { segments: [], duration: 0, streamId, videoUrl: null });
   drawTimeline();
-  // EventSource cannot send an API key header: following works where the API is open.
-  const source = new EventSource(`/streams/${encodeURIComponent(streamId)}/events`);
-  timeline.events = source;
+  // fetch, not EventSource: it can send the API key header.
+  const controller = new AbortController();
+  timeline.events = controller;
   setTimelineStatus(`Following ${streamId}'s watcher…`, "busy");
-  source.addEventListener("segment_ended", (message) => {
-    const segment = JSON.parse(message.data);
-    timeline.segments.push({ ...segment, title: "" });
-    timeline.duration = Math.max(timeline.duration, segment.end_s);
-    drawTimeline();
-  });
-  for (const kind of ["watch_ended", "watch_failed"]) {
-    source.addEventListener(kind, (message) => {
-      const data = JSON.parse(message.data);
-      setTimelineStatus(`The watch ${kind === "watch_ended" ? "ended" : "failed"}: ${data.message || ""}`,
-                        kind === "watch_ended" ? "ok" : "error");
-      stopFollowing();
-    });
+  try {
+    const response = await api(`/streams/${encodeURIComponent(streamId)}/events`, { signal: controller.signal });
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value.replace(/\r\n/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const message = parseEvent(buffer.slice(0, end));
+        buffer = buffer.slice(end + 2);
+        if (message) onWatchEvent(message.event, message.data);
+      }
+    }
+  } catch (error) {
+    if (error.name !== "AbortError") setTimelineStatus(error.message, "error");
   }
-  source.onerror = () => setTimelineStatus("The event stream was interrupted; retrying…", "busy");
+}
+
+function parseEvent(block) {
+  // One server-sent event: its `event:` name and its `data:` JSON (comments and ids are skipped).
+  let name = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) name = line.slice(6).trim();
+    else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+  }
+  return data.length ? { event: name, data: JSON.parse(data.join("\n")) } : null;
+}
+
+function onWatchEvent(kind, data) {
+  if (kind === "segment_ended") {
+    timeline.segments.push({ ...data, title: "" });
+    timeline.duration = Math.max(timeline.duration, data.end_s);
+    drawTimeline();
+  } else if (kind === "watch_ended" || kind === "watch_failed") {
+    const ended = kind === "watch_ended";
+    setTimelineStatus(`The watch ${ended ? "ended" : "failed"}: ${data.message || ""} ` +
+                      `(${timeline.segments.length} segments).`, ended ? "ok" : "error");
+    stopFollowing();
+  }
 }
 
 function stopFollowing() {
-  if (timeline.events) timeline.events.close();
+  if (timeline.events) timeline.events.abort();
   timeline.events = null;
 }
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from support.data import PROJECT_DIR, SLICE_STREAM, missing
 from support.live_server import LiveServer
@@ -300,3 +301,35 @@ def test_the_timeline_shows_each_products_segment_and_its_best_frame(
     assert TIMELINE_PRODUCTS[1] in page.inner_text("#segment-text")
     TIMELINE_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(TIMELINE_SCREENSHOT), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def watch_server(
+    model_dir: Path, index_root: Path, two_product_clip: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """The server with API keys, allowed to watch the clip's folder (a file paced at real time stands in for
+    a live stream)."""
+    log_path = tmp_path_factory.mktemp("watching") / "server.log"
+    yield from serve(model_dir, index_root, log_path, WATCHBUY_API_KEYS=json.dumps([KEY]),
+                     WATCHBUY_WATCH_LOCAL_ROOT=str(two_product_clip.parent))
+
+
+def test_following_a_running_watcher_draws_its_segments_as_they_end(
+    page: Any, watch_server: LiveServer, two_product_clip: Path
+) -> None:
+    page.goto(f"{watch_server.base}/demo")
+    page.fill("#api-key", KEY)
+    page.press("#api-key", "Enter")
+    page.wait_for_selector(f"#stream option[value='{GROCERY_STREAM}']", state="attached")
+    page.select_option("#stream", GROCERY_STREAM)
+    page.click("#follow-watcher")
+    page.wait_for_selector("#timeline-status.busy")
+    started = httpx.post(f"{watch_server.base}/streams/{GROCERY_STREAM}/watch", headers={"X-API-Key": KEY},
+                         json={"source": str(two_product_clip), "realtime": True}, timeout=60)
+    assert started.status_code == 202, started.text
+    page.wait_for_selector("#timeline-status.ok, #timeline-status.error", timeout=RESULT_TIMEOUT_MS)
+    assert "ended" in page.inner_text("#timeline-status"), page.inner_text("#timeline-status")
+    blocks = page.locator("#timeline-bar .segment")
+    assert [blocks.nth(i).get_attribute("data-product") for i in range(blocks.count())] == list(TIMELINE_PRODUCTS)
+    blocks.nth(0).click()
+    assert TIMELINE_PRODUCTS[0] in page.inner_text("#segment-text")
