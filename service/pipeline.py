@@ -126,11 +126,13 @@ class Pipeline:
         with timer.stage("aggregate"):
             ranked_over = await (window or Alone("disabled")).window(scores)
             products = rank_products(ranked_over.entries, index.titles, top_k, scores.frames)
-            abstain = should_abstain(products, self.config.abstain.for_index(index).value)
+            threshold = self.config.abstain.for_index(index).value
+            abstain = should_abstain(products, threshold)
         return Identification(
             stream_id=index.stream_id,
             index_version=index.version,
             abstain=abstain,
+            abstain_threshold=threshold,
             products=tuple(products),
             frames=evidence,
             timings_ms=timer.finish(),

@@ -102,6 +102,7 @@ class Identification:
     stream_id: str
     index_version: str
     abstain: bool
+    abstain_threshold: float  # the stream's threshold the decision was made under
     products: tuple[RankedProduct, ...]
     frames: tuple[FrameEvidence, ...]
     timings_ms: dict[str, float]

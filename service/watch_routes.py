@@ -76,7 +76,8 @@ def watch_router() -> APIRouter:
     async def start_watch(request: Request, stream_id: StreamPath, body: WatchIn) -> WatchAccepted:
         state, hub = hub_of(request)
         settings = state.settings
-        source = SourcePolicy.from_settings(settings).check(body.source)
+        # the policy resolves the host name (blocking DNS): off the event loop
+        source = await anyio.to_thread.run_sync(SourcePolicy.from_settings(settings).check, body.source)
         await anyio.to_thread.run_sync(state.load_index, stream_id, limiter=state.limiter)
         config = WatchConfig.from_settings(settings, body.sample_fps)
         try:

@@ -48,10 +48,6 @@ async def cancel(client: aioredis.Redis, stream_id: str) -> bool:
     return bool(await client.delete(ACTIVE_KEY.format(stream=stream_id)))
 
 
-async def watched(client: aioredis.Redis, stream_id: str) -> bool:
-    return bool(await client.exists(ACTIVE_KEY.format(stream=stream_id)))
-
-
 async def ensure_group(client: aioredis.Redis) -> None:
     try:
         await client.xgroup_create(REQUESTS, GROUP, id="0", mkstream=True)

@@ -79,7 +79,6 @@ class Watcher:
         self._pending: deque[WatchEvent] = deque()  # appended from the reader's thread too
         self._clock: tuple[float, float] | None = None  # (wall, source time) of the first frame
         self._stopping = False
-        self._threshold = 0.0  # the stream's abstain threshold (its current index's)
         self._failure: SourceError | None = None  # why the source failed (set in the reader's thread)
 
     def stop(self) -> None:
@@ -156,8 +155,6 @@ class Watcher:
                         batch.append(receive.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                index = await anyio.to_thread.run_sync(self.state.load_index, self.stream_id)
-                self._threshold = self.state.pipeline.config.abstain.for_index(index).value
                 answers = await self._identify_all(batch)
                 for frame, answer in zip(batch, answers, strict=True):
                     await self._observe(frame, answer)
@@ -188,7 +185,7 @@ class Watcher:
         top = answer.products[0] if answer.products and not answer.abstain else None
         ranked = tuple((p.product_id, round(p.score, 4)) for p in answer.products)
         obs = Observation(frame.time_s, top.product_id if top else None, top.score if top else 0.0, ranked,
-                          self._threshold)
+                          answer.abstain_threshold)
         if self._on_observation is not None:
             self._on_observation(obs)
         lag = self._lag(frame.time_s)
