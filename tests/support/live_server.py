@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from support.data import PROJECT_DIR
@@ -45,3 +47,15 @@ class LiveServer(ServerProcess):
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
+
+
+@contextmanager
+def running_server(log_path: Path, env: dict[str, str]) -> Iterator[LiveServer]:
+    """A `LiveServer` started and ready, stopped on exit (what a fixture yields)."""
+    server = LiveServer(log_path, env)
+    server.start()
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()

@@ -57,6 +57,20 @@ def stream_frames(photos: Sequence[tuple[str, Path]], seconds: float) -> tuple[l
     return frames, truth
 
 
+def mux_h264(output: av.container.OutputContainer, frames: Sequence[np.ndarray]) -> Iterator[int]:
+    """Encode the frames as H.264 at FPS (a keyframe each second: HLS segments can cut there) into
+    `output`, yielding each frame's position once it is muxed; the encoder is flushed at the end."""
+    stream = cast(VideoStream, output.add_stream("libx264", rate=Fraction(FPS)))
+    stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
+    stream.codec_context.gop_size = FPS
+    for position, pixels in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+        frame.pts, frame.time_base = position, Fraction(1, FPS)
+        output.mux(stream.encode(frame))
+        yield position
+    output.mux(stream.encode(None))
+
+
 def write_hls(frames: Sequence[np.ndarray], folder: Path, realtime: bool, segment_s: float = 1.0) -> None:
     """`folder/live.m3u8` and its MPEG-TS segments, written as the frames come (paced when `realtime`); the
     playlist gets its end tag when the last frame is written."""
@@ -64,29 +78,16 @@ def write_hls(frames: Sequence[np.ndarray], folder: Path, realtime: bool, segmen
     options = {"hls_time": str(segment_s), "hls_list_size": "0", "hls_segment_type": "mpegts"}
     started = time.monotonic()
     with av.open(str(folder / "live.m3u8"), mode="w", format="hls", options=options) as output:
-        stream = cast(VideoStream, output.add_stream("libx264", rate=Fraction(FPS)))
-        stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
-        stream.codec_context.gop_size = FPS  # a keyframe each second: segments can cut there
-        for position, pixels in enumerate(frames):
+        for position, _ in enumerate(mux_h264(output, frames)):
             if realtime:
-                time.sleep(max(0.0, position / FPS - (time.monotonic() - started)))
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts, frame.time_base = position, Fraction(1, FPS)
-            output.mux(stream.encode(frame))
-        output.mux(stream.encode(None))
+                time.sleep(max(0.0, (position + 1) / FPS - (time.monotonic() - started)))
 
 
 def write_ts(frames: Sequence[np.ndarray], path: Path) -> None:
     """One MPEG-TS file (streamable: a reader can decode any prefix of it)."""
     with av.open(str(path), mode="w", format="mpegts") as output:
-        stream = cast(VideoStream, output.add_stream("libx264", rate=Fraction(FPS)))
-        stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
-        stream.codec_context.gop_size = FPS
-        for position, pixels in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts, frame.time_base = position, Fraction(1, FPS)
-            output.mux(stream.encode(frame))
-        output.mux(stream.encode(None))
+        for _ in mux_h264(output, frames):
+            pass
 
 
 class _Handler(SimpleHTTPRequestHandler):

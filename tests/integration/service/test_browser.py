@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from support.data import PROJECT_DIR, SLICE_STREAM, missing
-from support.live_server import LiveServer
+from support.live_server import LiveServer, running_server
 from support.video_clips import encode_clip, read_still
 
 from indexer.build import build_stream
@@ -85,21 +85,10 @@ def index_root(
 
 
 def serve(model_dir: Path, index_root: Path, log_path: Path, **env: str) -> Iterator[LiveServer]:
-    server = LiveServer(
-        log_path,
-        {
-            "WATCHBUY_MODEL_DIR": str(model_dir),
-            "WATCHBUY_INDEX_ROOT": str(index_root),
-            "WATCHBUY_VIDEO_SAMPLE_FPS": "2",
-            **env,
-        },
-    )
-    server.start()
-    try:
-        server.wait_ready()
+    settings = {"WATCHBUY_MODEL_DIR": str(model_dir), "WATCHBUY_INDEX_ROOT": str(index_root),
+                "WATCHBUY_VIDEO_SAMPLE_FPS": "2", **env}
+    with running_server(log_path, settings) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from support.data import MODEL_DIR, SLICE_STREAM
 from support.helpers import wait_for
-from support.live_server import LiveServer
+from support.live_server import LiveServer, running_server
 from support.streams import FolderServer, product_photos, sse_events, stream_frames, write_hls
 from support.video_clips import encode_clip, flat_stills
 
@@ -69,18 +69,13 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def server(slice_index_root: Path, receiver: Receiver, tmp_path: Path) -> Iterator[LiveServer]:
-    live = LiveServer(tmp_path / "server.log", {
+    with running_server(tmp_path / "server.log", {
         "WATCHBUY_INDEX_ROOT": str(slice_index_root), "WATCHBUY_MODEL_DIR": str(MODEL_DIR),
         "WATCHBUY_WATCH_ALLOW_PRIVATE": "true", "WATCHBUY_WATCH_LOCAL_ROOT": str(tmp_path),
         "WATCHBUY_WATCH_WEBHOOK_URL": receiver.url, "WATCHBUY_WATCH_WEBHOOK_SECRET": SECRET,
         "WATCHBUY_WATCH_READ_TIMEOUT_SECONDS": "5", "WATCHBUY_MAX_VIDEO_SECONDS": "30",
-    })
-    live.start()
-    try:
-        live.wait_ready()
+    }) as live:
         yield live
-    finally:
-        live.stop()
 
 
 def test_a_live_hls_stream_is_followed_in_real_time_with_events_now_and_webhook(

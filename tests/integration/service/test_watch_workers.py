@@ -21,7 +21,7 @@ import httpx
 import pytest
 from support.data import MODEL_DIR, PROJECT_DIR, SLICE_STREAM
 from support.helpers import wait_for
-from support.live_server import LiveServer
+from support.live_server import LiveServer, running_server
 from support.redis_server import RedisServer
 from support.streams import product_photos, stream_frames
 
@@ -67,13 +67,8 @@ def workers(
 @pytest.fixture
 def api(redis_server: RedisServer, slice_index_root: Path, tmp_path: Path) -> Iterator[LiveServer]:
     env = worker_env(redis_server, slice_index_root, tmp_path)
-    server = LiveServer(tmp_path / "api.log", {k: v for k, v in env.items() if k.startswith("WATCHBUY_")})
-    server.start()
-    try:
-        server.wait_ready()
+    with running_server(tmp_path / "api.log", {k: v for k, v in env.items() if k.startswith("WATCHBUY_")}) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def pending_consumer(redis_server: RedisServer) -> str | None:
