@@ -7,11 +7,15 @@ on screen, products found, boundary errors.
 `tune`: replays the per-frame answers that `watchbuy watch --observations` recorded through the segmenter
 for every setting of a grid, and picks by the rule fixed before the runs (docs/WATCHING.md): the fewest
 seconds wrong over all tuning videos; within 1 s of the fewest, the largest window, then the largest gap
-(steadier segments). Both votes are scored (single-frame winners, and pooled top-5 scores, which needs
-observations recorded with `ranked`); the pooled one is adopted only if it beats the other's best.
+(steadier segments), then the smallest tie. Both votes are scored (single-frame winners, and pooled top-5
+scores, which needs observations recorded with `ranked`; the tie applies to the pooled vote only).
+
+`replay`: the recorded per-frame answers through one setting (the defaults unless given), scored as `score`
+scores: what a `make watch` under that setting prints, without decoding the video again.
 
     python scripts/watch_tuning.py tune var/watch/tune/*-?.obs.jsonl
     python scripts/watch_tuning.py score var/watch/heldout/viton-dev-00.segments.jsonl
+    python scripts/watch_tuning.py replay --window 4 --share 0.5 --tie 0 var/watch/heldout3/*.obs.jsonl
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ WINDOWS = (1.0, 1.5, 2.0, 3.0, 4.0)
 SHARES = (0.34, 0.5, 0.67)
 GAPS = (1.0, 2.0, 3.0, 5.0)
 POOLED = (False, True)
+TIES = (0.0, 0.01, 0.02, 0.03, 0.05)  # pooled vote only
 FPS = 4.0
 
 
@@ -97,11 +102,13 @@ def truth_of(path: Path) -> list[dict[str, Any]]:
 def tune(paths: list[Path]) -> int:
     videos = [([observation(o) for o in read_lines(p)], truth_of(p)) for p in paths]
     rows = []
-    for pooled, window, share, gap in itertools.product(POOLED, WINDOWS, SHARES, GAPS):
-        config = SegmentConfig(window, share, gap, pooled)
+    grid = [(pooled, *rest) for pooled in POOLED for rest in itertools.product(
+        WINDOWS, SHARES, GAPS, TIES if pooled else (0.0,))]
+    for pooled, window, share, gap, tie in grid:
+        config = SegmentConfig(window, share, gap, pooled, tie)
         scores = [score(replay(obs, config), truth) for obs, truth in videos]
         rows.append({
-            "pooled": pooled, "window_s": window, "min_share": share, "gap_s": gap,
+            "pooled": pooled, "window_s": window, "min_share": share, "gap_s": gap, "tie": tie,
             "wrong_s": round(sum(s["wrong_s"] for s in scores), 2),
             "false_s": round(sum(s["false_s"] for s in scores), 2),
             "per_video": [s["wrong_s"] for s in scores],
@@ -109,7 +116,8 @@ def tune(paths: list[Path]) -> int:
     for pooled in POOLED:
         mine = [r for r in rows if r["pooled"] == pooled]
         best = min(r["wrong_s"] for r in mine)
-        chosen = max((r for r in mine if r["wrong_s"] <= best + 1.0), key=lambda r: (r["window_s"], r["gap_s"]))
+        near = [r for r in mine if r["wrong_s"] <= best + 1.0]
+        chosen = max(near, key=lambda r: (r["window_s"], r["gap_s"], -r["tie"]))
         for row in sorted(mine, key=lambda r: r["wrong_s"])[:8]:
             print(json.dumps(row))
         print("chosen:", json.dumps(chosen))
@@ -118,11 +126,23 @@ def tune(paths: list[Path]) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=["tune", "score"])
-    parser.add_argument("files", nargs="+", type=Path, help="tune: *.obs.jsonl; score: *.segments.jsonl")
+    parser.add_argument("mode", choices=["tune", "score", "replay"])
+    parser.add_argument("files", nargs="+", type=Path, help="tune, replay: *.obs.jsonl; score: *.segments.jsonl")
+    defaults = SegmentConfig()
+    parser.add_argument("--window", type=float, default=defaults.window_s)
+    parser.add_argument("--share", type=float, default=defaults.min_share)
+    parser.add_argument("--gap", type=float, default=defaults.gap_s)
+    parser.add_argument("--tie", type=float, default=defaults.tie)
+    parser.add_argument("--single", action="store_true", help="the single-frame vote instead of the pooled one")
     args = parser.parse_args()
     if args.mode == "tune":
         return tune(args.files)
+    if args.mode == "replay":
+        config = SegmentConfig(args.window, args.share, args.gap, not args.single, args.tie)
+        for path in args.files:
+            observations = [observation(o) for o in read_lines(path)]
+            print(path.name, json.dumps(score(replay(observations, config), truth_of(path))))
+        return 0
     for path in args.files:
         print(path.name, json.dumps(score(read_lines(path), truth_of(path))))
     return 0

@@ -113,7 +113,8 @@ class Metrics:
         self.watchers = Gauge("watchbuy_watchers", "Stream watchers running in this process.", registry=reg)
         self.watch_frames = Counter("watchbuy_watch_frames", "Frames analysed by stream watchers.", registry=reg)
         self.watch_lag = Gauge(
-            "watchbuy_watch_lag_seconds", "How far the last answered frame is behind its source.", registry=reg
+            "watchbuy_watch_lag_seconds", "How far the last answered frame is behind its source, per watched stream.",
+            ["stream_id"], registry=reg,
         )
         self.watch_segments = Counter("watchbuy_watch_segments", "Product segments finished.", registry=reg)
         self.watch_reconnects = Counter("watchbuy_watch_reconnects", "Stalled sources reopened.", registry=reg)

@@ -195,10 +195,10 @@ class Settings(BaseSettings):
         4, ge=1, le=32, description="Waiting frames a watcher answers at once (concurrent requests to the batchers)."
     )
     watch_window_seconds: float = Field(
-        4.0, gt=0.0, le=30.0, description="Seconds of answers a watcher's vote looks at (docs/WATCHING.md)."
+        3.0, gt=0.0, le=30.0, description="Seconds of answers a watcher's vote looks at (docs/WATCHING.md)."
     )
     watch_min_share: float = Field(
-        0.5, gt=0.0, le=1.0, description="Share of the window's frames a product must lead to start a segment."
+        0.34, gt=0.0, le=1.0, description="Share of the window's frames a product must lead to start a segment."
     )
     watch_gap_seconds: float = Field(
         3.0, ge=0.0, le=60.0, description="A segment ends when its product has not led for this long."
@@ -206,6 +206,10 @@ class Settings(BaseSettings):
     watch_pooled: bool = Field(
         True, description="Vote on each frame's top-5 scores pooled over the window (cleared against the stream's "
         "abstain threshold) instead of on single-frame winners (docs/WATCHING.md)."
+    )
+    watch_tie: float = Field(
+        0.05, ge=0.0, le=1.0, description="Pooled vote: a frame also supports the products scoring within this much "
+        "of its top product, so look-alikes that trade first place do not split a segment (docs/WATCHING.md)."
     )
     watch_open_timeout_seconds: float = Field(10.0, gt=0.0, description="Opening a source times out after this.")
     watch_read_timeout_seconds: float = Field(10.0, gt=0.0, description="A source silent this long has stalled.")

@@ -1,4 +1,4 @@
-"""Each segment's best frame: when its product led with the highest score, and the boxes that matched it.
+"""Each segment's best frame: when its product scored highest, and the boxes that matched it.
 
 The watcher shows it to everyone who reads a `segment_ended` event (the demo page draws the boxes on that
 moment of the video). Boxes only, no pixels: events stay small enough for SSE, Redis and webhooks.
@@ -28,30 +28,35 @@ class BestFrame:
 
 
 class BestFrames:
-    """The best frame seen so far of each product that led a frame; taken by the segment that ends."""
+    """The best frame seen so far of each product in a frame's ranking; taken by the segment that ends.
+
+    Abstained answers count too: a pooled segment may be named after a product that no single frame was
+    sure enough of."""
 
     def __init__(self) -> None:
         self._best: dict[str, BestFrame] = {}
 
     def see(self, time_s: float, answer: Identification) -> None:
-        if answer.abstain or not answer.products or not answer.frames:
+        if not answer.frames:
             return
-        top = answer.products[0]
-        known = self._best.get(top.product_id)
-        if known is not None and known.score >= top.score:
-            return
+        for product in answer.products:
+            known = self._best.get(product.product_id)
+            if known is None or product.score > known.score:
+                self._best[product.product_id] = self._frame(time_s, answer, product.product_id, product.score)
+
+    @staticmethod
+    def _frame(time_s: float, answer: Identification, product_id: str, score: float) -> BestFrame:
         frame = answer.frames[0]
         boxes, image_id, best_similarity = [], None, -1.0
         for evidence in frame.boxes:
             for match in evidence.matches:
-                if match.product_id != top.product_id:
+                if match.product_id != product_id:
                     continue
                 boxes.append({"box": [round(v, 1) for v in evidence.proposal.box], "label": evidence.proposal.label,
                               "similarity": round(match.similarity, 4)})
                 if match.similarity > best_similarity:
                     image_id, best_similarity = match.image_id, match.similarity
-        self._best[top.product_id] = BestFrame(time_s, round(top.score, 4), frame.width, frame.height, image_id,
-                                               tuple(boxes))
+        return BestFrame(time_s, round(score, 4), frame.width, frame.height, image_id, tuple(boxes))
 
     def take(self, segment: Segment) -> BestFrame | None:
         """The segment's best frame (inside its span), forgotten afterwards."""

@@ -9,6 +9,7 @@ source time since the first frame: how far behind a live source the answers are.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
@@ -117,6 +118,7 @@ class Watcher:
             raise
         finally:
             self.state.metrics.watchers.dec()
+            self._forget_lag()
             with anyio.CancelScope(shield=True):
                 await self._close(final, message)
         return final
@@ -191,7 +193,7 @@ class Watcher:
         lag = self._lag(frame.time_s)
         metrics = self.state.metrics
         metrics.watch_frames.inc()
-        metrics.watch_lag.set(lag)
+        metrics.watch_lag.labels(self.stream_id).set(lag)
         self.best.see(frame.time_s, answer)
         changes = self.segmenter.feed(obs)
         await self._publish(changes)
@@ -246,6 +248,11 @@ class Watcher:
         """Called from the reader's thread: queue the event; the next frame (or the end) publishes it."""
         self.state.metrics.watch_reconnects.inc()
         self._pending.append(WatchEvent("reconnecting", self.stream_id, self.status.time_s, message=reason))
+
+    def _forget_lag(self) -> None:
+        """A finished watch leaves no lag series behind."""
+        with contextlib.suppress(KeyError):
+            self.state.metrics.watch_lag.remove(self.stream_id)
 
     def _lag(self, time_s: float) -> float:
         now = time.monotonic()

@@ -67,8 +67,8 @@ def test_the_end_of_the_source_can_cut_the_last_segment() -> None:
     assert finished is not None and finished.end_s == 1.9
 
 
-def pooled(labels: list[tuple[tuple[str, float], ...]], threshold: float = 0.4) -> list[Segment]:
-    segmenter = Segmenter(SegmentConfig(window_s=2.0, min_share=0.34, gap_s=2.0, pooled=True), 1 / FPS)
+def pooled(labels: list[tuple[tuple[str, float], ...]], threshold: float = 0.4, tie: float = 0.0) -> list[Segment]:
+    segmenter = Segmenter(SegmentConfig(window_s=2.0, min_share=0.34, gap_s=2.0, pooled=True, tie=tie), 1 / FPS)
     done = []
     for n, ranked in enumerate(labels):
         top = ranked[0] if ranked and ranked[0][1] >= threshold else None
@@ -87,3 +87,17 @@ def test_the_pooled_vote_keeps_the_product_whose_scores_stay_high_through_flips(
 
 def test_the_pooled_vote_names_nothing_below_the_streams_threshold() -> None:
     assert pooled([(("a", 0.35), ("b", 0.2))] * 20) == []
+
+
+def test_look_alikes_within_the_tie_stay_one_segment_named_after_the_best_over_all_its_frames() -> None:
+    a_first, b_first = (("a", 0.62), ("b", 0.60)), (("b", 0.64), ("a", 0.61))
+    labels = [a_first] * 8 + [b_first] * 12  # a leads first; over the 20 frames b scores more
+    assert spans(pooled(labels, tie=0.05)) == [("b", 0.0, 5.0)]
+    assert spans(pooled(labels, tie=0.0)) == [("a", 0.0, 2.0), ("b", 2.0, 5.0)]  # without the tie: a takeover
+
+
+def test_a_real_change_of_product_still_splits_with_a_tie() -> None:
+    labels = [(("a", 0.7), ("c", 0.2))] * 12 + [(("b", 0.7), ("d", 0.2))] * 12
+    segments = pooled(labels, tie=0.05)
+    assert spans(segments) == [("a", 0.0, 3.0), ("b", 3.0, 6.0)]
+    assert abs(segments[0].score - 0.7) < 1e-6  # the product's mean score over the segment's frames
