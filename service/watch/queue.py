@@ -5,12 +5,16 @@
 - A worker reads new entries with `XREADGROUP`, and takes over entries whose worker stopped renewing them
   with `XAUTOCLAIM` (a dead worker's watches). A running worker renews its entries with `XCLAIM ... JUSTID`
   (which resets their idle time) and the active keys' expiry, and `XACK`s an entry when its watch is done.
+- A running worker also keeps each watch's checkpoint (`service/watch/source.Checkpoint`: where its reading
+  got to) beside the entry when it renews it, so a worker that takes the watch over goes on from there
+  instead of from the source's start.
 - `cancel` (DELETE): removes the active key; the worker holding the watch sees its token gone and stops.
   An entry whose token is no longer the active one is acknowledged and skipped.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +23,12 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from service.watch.runner import WatchRequest
+from service.watch.source import Checkpoint
 
 REQUESTS = "watchbuy:watch:requests"
 GROUP = "watchers"
 ACTIVE_KEY = "watchbuy:watch:active:{stream}"
+CHECKPOINT_KEY = "watchbuy:watch:checkpoint:{entry}"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
 
@@ -83,6 +89,20 @@ async def renew(client: aioredis.Redis, consumer: str, watches: list[QueuedWatch
     return cancelled
 
 
+async def save_checkpoint(client: aioredis.Redis, watch: QueuedWatch, checkpoint: Checkpoint, ttl_s: float) -> None:
+    value = json.dumps({"origin": checkpoint.origin, "time_s": checkpoint.time_s})
+    await client.set(CHECKPOINT_KEY.format(entry=watch.entry_id), value, px=int(ttl_s * 1000))
+
+
+async def checkpoint(client: aioredis.Redis, watch: QueuedWatch) -> Checkpoint | None:
+    """Where the entry's watch got to on a worker that stopped renewing it; None for a new watch."""
+    value = await client.get(CHECKPOINT_KEY.format(entry=watch.entry_id))
+    if value is None:
+        return None
+    fields = json.loads(value)
+    return Checkpoint(float(fields["origin"]), float(fields["time_s"]))
+
+
 async def is_current(client: aioredis.Redis, watch: QueuedWatch) -> bool:
     return bool(await client.get(ACTIVE_KEY.format(stream=watch.request.stream_id)) == watch.token)
 
@@ -91,6 +111,7 @@ async def done(client: aioredis.Redis, watch: QueuedWatch) -> None:
     """Acknowledge the entry, and free the stream if this watch still holds it."""
     await client.xack(REQUESTS, GROUP, watch.entry_id)
     await client.xdel(REQUESTS, watch.entry_id)
+    await client.delete(CHECKPOINT_KEY.format(entry=watch.entry_id))
     await client.eval(_RELEASE, 1, ACTIVE_KEY.format(stream=watch.request.stream_id), watch.token)
 
 

@@ -3,8 +3,8 @@
 A watcher that ends, stalls for good or cannot read its source is done (its events say so). A watcher
 that crashes (a bug, a model error, its index gone) is reported (its `watch_failed` says "watcher crashed
 (...)", metric `watchbuy_watch_errors{kind="crashed"}`) and started again with backoff (a new
-`watch_started`), up to WATCHBUY_WATCH_RESTARTS times; it never takes the process down. `on_done` tells
-the owner (the worker acknowledges its entry).
+`watch_started`; it goes on from where the crashed one got to), up to WATCHBUY_WATCH_RESTARTS times; it
+never takes the process down. `on_done` tells the owner (the worker acknowledges its entry).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from service.state import ServiceState
 from service.watch.events import EventSink, WatchState
+from service.watch.source import Checkpoint
 from service.watch.watcher import WatchConfig, Watcher
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,18 @@ class WatchRunner:
     def streams(self) -> list[str]:
         return sorted(self._tasks)
 
-    def start(self, request: WatchRequest, on_done: OnDone | None = None) -> None:
+    def start(self, request: WatchRequest, on_done: OnDone | None = None, resume: Checkpoint | None = None) -> None:
+        """Watch in the background; `resume`: go on where an earlier watch of the same request got to."""
         if request.stream_id in self._tasks:
             raise ValueError(f"{request.stream_id} is already watched here")
-        task = asyncio.create_task(self._supervise(request, on_done), name=f"watch-{request.stream_id}")
+        task = asyncio.create_task(self._supervise(request, on_done, resume), name=f"watch-{request.stream_id}")
         self._tasks[request.stream_id] = task
         task.add_done_callback(lambda _: self._forget(request.stream_id, task))
+
+    def checkpoint(self, stream_id: str) -> Checkpoint | None:
+        """Where the stream's watch got to (for a takeover), when it runs here and has read a frame."""
+        watcher = self._watchers.get(stream_id)
+        return watcher.checkpoint if watcher is not None else None
 
     def stop(self, stream_id: str) -> bool:
         watcher = self._watchers.get(stream_id)
@@ -70,12 +77,12 @@ class WatchRunner:
             for task in pending:
                 task.cancel()
 
-    async def _supervise(self, request: WatchRequest, on_done: OnDone | None) -> None:
+    async def _supervise(self, request: WatchRequest, on_done: OnDone | None, resume: Checkpoint | None) -> None:
         settings = self.state.settings
         config = WatchConfig.from_settings(settings, request.sample_fps, request.realtime)
         final: WatchState = "failed"
         for attempt in range(self.restarts + 1):
-            watcher = Watcher(self.state, request.stream_id, request.source, config, self.sink)
+            watcher = Watcher(self.state, request.stream_id, request.source, config, self.sink, resume=resume)
             self._watchers[request.stream_id] = watcher
             try:
                 final = await watcher.run()
@@ -86,6 +93,7 @@ class WatchRunner:
                 self.state.metrics.watch_errors.labels("crashed").inc()
                 if watcher.stopping or attempt == self.restarts:
                     break
+                resume = watcher.checkpoint  # the restart goes on where the crashed watcher got to
                 await asyncio.sleep(self.backoff_s * 2**attempt)  # then a new watch_started
         self._watchers.pop(request.stream_id, None)
         if on_done is not None:

@@ -6,7 +6,9 @@ stalls or drops is reopened with backoff (frames already passed are skipped on t
 after `reconnects` tries (`SourceStalled`). A packet that does not decode is skipped and counted.
 `stop()` ends the reading at the next packet or timeout. Damage is counted (`ReadCounters.corrupt`): packets
 the demuxer flags corrupt or the decoder refuses, and gaps in the frame timestamps where damaged data was
-dropped (FFmpeg conceals most damage instead of failing).
+dropped (FFmpeg conceals most damage instead of failing). A reader given a `Checkpoint` goes on where an
+earlier reading of the same source got to: the same timeline, frames before the checkpoint skipped (a file
+is sought there first).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 _EPSILON_S = 1e-3
+#: A resumed file is sought this far before its checkpoint (a key frame at or before it, in most containers).
+_SEEK_MARGIN_S = 2.0
 #: Consecutive packets that fail to demux before the source counts as broken rather than damaged.
 _MAX_BAD_IN_A_ROW = 50
 
@@ -57,6 +61,15 @@ class SourceFrame:
     image: np.ndarray  # H×W×3 uint8 RGB
 
 
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where a reading of a source got to: the timestamp (s) that is 0 on its timeline, and the time on
+    that timeline from which frames are still to be analysed."""
+
+    origin: float
+    time_s: float
+
+
 @dataclass(slots=True)
 class ReadCounters:
     """What the reading met so far (read by the watcher for its metrics and status)."""
@@ -67,7 +80,10 @@ class ReadCounters:
 
 
 class FrameReader:
-    def __init__(self, url: str, config: SourceConfig, on_reconnect: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, url: str, config: SourceConfig, on_reconnect: Callable[[str], None] | None = None,
+        resume: Checkpoint | None = None,
+    ) -> None:
         self.url = url
         self.config = config
         self.counters = ReadCounters()
@@ -76,6 +92,14 @@ class FrameReader:
         self._origin: float | None = None  # the first frame's timestamp: time 0 of the timeline
         self._next_s = 0.0
         self._last_s = -1.0
+        self._resume = resume
+        if resume is not None:
+            self._origin, self._next_s, self._last_s = resume.origin, resume.time_s, resume.time_s - 2 * _EPSILON_S
+
+    @property
+    def origin(self) -> float | None:
+        """The source timestamp (s) that is 0 on the timeline, once the first frame was read."""
+        return self._origin
 
     def stop(self) -> None:
         self._stop.set()
@@ -96,19 +120,26 @@ class FrameReader:
         """Sampled frames until the source ends or `stop()`; reopens a stalled source with backoff."""
         failures = 0
         started = time.monotonic()
+        paced_from = self._resume.time_s if self._resume is not None else 0.0
         while not self.stopped:
             try:
                 with self._open() as container:
                     stream = _video_stream(container)
-                    for frame in self._decoded(container, stream):
+                    frames = self._decoded(container, stream)
+                    if self._resume is not None:
+                        frames = _sought(container, frames, self._resume)
+                        self._resume = None  # once: a reopened source is skipped forward frame by frame
+                    for frame in frames:
                         sampled = self._sample(frame)
                         if sampled is not None:  # progress on the timeline: the source is back
                             failures = 0
-                            self._pace(started, sampled.time_s)
+                            self._pace(started, sampled.time_s - paced_from)
                             yield sampled
                 if self.counters.decoded == 0 and not self.stopped:
                     raise SourceError("the source has no decodable video frame")
                 return  # the end of the source
+            except _Overshot:
+                log.info("source %s: the seek went past the checkpoint; reading it from its start", self.url)
             except SourceTooLong:
                 raise
             except SourceError as exc:
@@ -216,6 +247,28 @@ def _video_stream(container: av.container.InputContainer) -> av.VideoStream:
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     return stream
+
+
+class _Overshot(Exception):
+    """A seek landed after the checkpoint (some containers seek by estimate): read the source from its start."""
+
+
+def _sought(
+    container: av.container.InputContainer, frames: Iterator[av.VideoFrame], checkpoint: Checkpoint
+) -> Iterator[av.VideoFrame]:
+    """`frames` from a key frame shortly before the checkpoint; `_Overshot` when the first is past it. A
+    source that cannot seek (live) is read on from where it is."""
+    target = checkpoint.origin + max(0.0, checkpoint.time_s - _SEEK_MARGIN_S)
+    try:
+        container.seek(int(target * av.time_base), backward=True)
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        log.info("cannot seek to %.2f s (%s): reading on", checkpoint.time_s, exc)
+        yield from frames
+        return
+    for n, frame in enumerate(frames):
+        if n == 0 and frame.time is not None and frame.time - checkpoint.origin > checkpoint.time_s + _EPSILON_S:
+            raise _Overshot
+        yield frame
 
 
 def _micros(seconds: float) -> str:

@@ -27,7 +27,7 @@ from service.values import DecodedFrame, DecodedImages, Identification, Identify
 from service.watch.best import BestFrames
 from service.watch.events import EventKind, EventSink, WatchEvent, WatchState, WatchStatus
 from service.watch.segments import Changes, Observation, Segment, SegmentConfig, Segmenter
-from service.watch.source import FrameReader, SourceConfig, SourceError, SourceFrame, SourceStalled
+from service.watch.source import Checkpoint, FrameReader, SourceConfig, SourceError, SourceFrame, SourceStalled
 from watchbuy.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,13 +66,15 @@ class Watcher:
         config: WatchConfig,
         sink: EventSink,
         on_observation: ObservationHook | None = None,
+        resume: Checkpoint | None = None,
     ) -> None:
         self.state = state
         self.stream_id = stream_id
         self.source = source
         self.config = config
         self.sink = sink
-        self.reader = FrameReader(source, config.source, on_reconnect=self._reconnecting)
+        self.reader = FrameReader(source, config.source, on_reconnect=self._reconnecting, resume=resume)
+        self.resume = resume
         self.segmenter = Segmenter(config.segments, 1.0 / config.source.sample_fps)
         self.best = BestFrames()
         self.status = WatchStatus(stream_id, source, "starting")
@@ -93,6 +95,17 @@ class Watcher:
         return self._failure
 
     @property
+    def checkpoint(self) -> Checkpoint | None:
+        """Where a new watcher of the same source goes on without repeating a finished segment's events:
+        the open segment's start (it is watched again and ends once), else the frame after the last one."""
+        origin = self.reader.origin
+        if origin is None or self.status.time_s is None:
+            return self.resume
+        current = self.segmenter.current
+        time_s = current.start_s if current is not None else self.status.time_s + self.segmenter.interval_s
+        return Checkpoint(origin, round(time_s, 3))
+
+    @property
     def stopping(self) -> bool:
         """`stop()` was called: the watch ends as asked, not by a failure."""
         return self._stopping
@@ -100,7 +113,11 @@ class Watcher:
     async def run(self) -> WatchState:
         """Watch until the source ends, stalls for good, fails or `stop()`; the final state."""
         self.state.metrics.watchers.inc()
-        await self._emit(WatchEvent("watch_started", self.stream_id, message=self.source))
+        if self.resume is None:
+            await self._emit(WatchEvent("watch_started", self.stream_id, message=self.source))
+        else:
+            await self._emit(WatchEvent("watch_started", self.stream_id, self.resume.time_s,
+                                        message=f"{self.source} (going on from {self.resume.time_s:g} s)"))
         await self.sink.status(self.status)  # "starting": `now` answers from the first moment
         final: WatchState = "ended"
         message: str | None = None

@@ -2,8 +2,9 @@
 
 Each worker loads the models once, runs up to WATCHBUY_WATCH_MAX_PER_WORKER watches, renews them every
 third of WATCHBUY_WATCH_CLAIM_IDLE_SECONDS, and takes over the watches of a worker that stopped renewing
-(killed, crashed, partitioned) after that many seconds. A taken-over watch starts its source again: a live
-source from its live edge, a file from its start. Events go to the Redis event log (and the webhook), so
+(killed, crashed, partitioned) after that many seconds. A taken-over watch goes on from the checkpoint its
+last worker saved with the renewal (the open segment's start, or the frame after the last one analysed):
+a file is sought there, a live source goes on from its live edge. Events go to the Redis event log (and the webhook), so
 the API replicas serve `now` and the SSE stream of any worker's watches. Metrics on WATCHBUY_WORKER_METRICS_PORT.
 """
 
@@ -73,6 +74,9 @@ class Worker:
             for stream_id in await queue.renew(self.client, self.name, list(self.held.values()), self.ttl_s):
                 log.info("the watch of %s was cancelled", stream_id)
                 self.runner.stop(stream_id)
+            for stream_id, watch in list(self.held.items()):
+                if (checkpoint := self.runner.checkpoint(stream_id)) is not None:
+                    await queue.save_checkpoint(self.client, watch, checkpoint, self.ttl_s)
         return next_renew
 
     async def _start(self, watch: queue.QueuedWatch) -> None:
@@ -82,8 +86,11 @@ class Worker:
         if not await queue.is_current(self.client, watch):
             await queue.done(self.client, watch)  # cancelled or replaced before it started
             return
+        resume = await queue.checkpoint(self.client, watch)  # saved by a worker that held it before
+        if resume is not None:
+            log.info("the watch of %s goes on from %.2f s", stream_id, resume.time_s)
         self.held[stream_id] = watch
-        self.runner.start(watch.request, on_done=self._done)
+        self.runner.start(watch.request, on_done=self._done, resume=resume)
 
     async def _done(self, stream_id: str, final: WatchState) -> None:
         watch = self.held.pop(stream_id, None)

@@ -29,6 +29,7 @@ from service.metrics import Metrics
 from service.state import ServiceState, serving
 from service.watch.events import WatchEvent, WatchStatus
 from service.watch.runner import WatchRequest, WatchRunner
+from service.watch.source import Checkpoint, FrameReader, SourceConfig
 from service.watch.watcher import WatchConfig, Watcher
 from watchbuy.settings import Settings
 
@@ -142,6 +143,18 @@ def test_damaged_packets_are_skipped_and_counted_and_the_watch_ends(
     ended = [e for e in sink.events if e.kind == "segment_ended"]
     assert {e.product_id for e in ended} >= {s.product_id for s in truth if s.product_id is not None}
     assert served[1].metrics.watch_corrupt._value.get() > 0  # noqa: SLF001 -- the counter's value
+
+
+def test_a_reader_given_a_checkpoint_goes_on_from_it_on_the_same_timeline(
+    slice_stream: tuple[Path, list[Shown]],
+) -> None:
+    source = str(slice_stream[0] / "stream.ts")  # MPEG-TS: its first timestamp is not 0
+    whole = FrameReader(source, SourceConfig(sample_fps=4.0))
+    times = [frame.time_s for frame in whole.frames()]
+    assert whole.origin is not None and whole.origin > 0
+    middle = times[len(times) // 2]
+    resumed = FrameReader(source, SourceConfig(sample_fps=4.0), resume=Checkpoint(whole.origin, middle))
+    assert [frame.time_s for frame in resumed.frames()] == [t for t in times if t >= middle]
 
 
 def test_a_file_that_is_not_a_video_exits_1_with_the_reason(slice_index_root: Path, tmp_path: Path) -> None:

@@ -1,10 +1,11 @@
 """Watch workers as a Redis consumer group: a killed worker's watch is taken over by another.
 
 A real redis-server, two `watchbuy watch-worker` processes (one watch each) and a real API in workers mode.
-The API queues a watch of a file paced at real time; the worker that took it is killed with SIGKILL;
-the other reclaims the pending entry (XAUTOCLAIM after WATCHBUY_WATCH_CLAIM_IDLE_SECONDS) and runs the
-watch to its end. The events (Redis Stream) show both starts; nothing stays pending. A second watch is
-then cancelled with DELETE and its worker stops it.
+The API queues a watch of a file paced at real time; once the first product's segment has ended and the
+holder has saved a checkpoint past it, the holder is killed with SIGKILL; the other worker reclaims the
+pending entry (XAUTOCLAIM after WATCHBUY_WATCH_CLAIM_IDLE_SECONDS) and goes on from the checkpoint to the
+end. The events (Redis Stream) show both starts and each segment's end once; nothing stays pending. A
+second watch is then cancelled with DELETE and its worker stops it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -77,11 +79,21 @@ def pending_consumer(redis_server: RedisServer) -> str | None:
     return str(consumers[0]["name"]) if consumers else None
 
 
+def saved_checkpoint(redis_server: RedisServer) -> float | None:
+    """The time of the checkpoint saved for the pending watch entry, if any."""
+    r = redis_server.client()
+    pending = r.xpending_range(queue.REQUESTS, queue.GROUP, min="-", max="+", count=1)
+    if not pending:
+        return None
+    value = r.get(queue.CHECKPOINT_KEY.format(entry=pending[0]["message_id"]))
+    return float(json.loads(value)["time_s"]) if value else None
+
+
 def test_a_killed_workers_watch_is_taken_over_and_cancel_stops_a_watch(
     redis_server: RedisServer, workers: dict[str, subprocess.Popen[bytes]], api: LiveServer,
     slice_dir: Path, tmp_path: Path,
 ) -> None:
-    frames, _ = stream_frames(product_photos(slice_dir, 2), 5.0)
+    frames, truth = stream_frames(product_photos(slice_dir, 3), 5.0)  # 15 s: the kill comes well before the end
     video = tmp_path / "stream.mp4"
     video.write_bytes(encode_video(frames, 12))
     events_key = EVENTS_KEY.format(stream=SLICE_STREAM)
@@ -92,8 +104,16 @@ def test_a_killed_workers_watch_is_taken_over_and_cancel_stops_a_watch(
         wait_for(lambda: pending_consumer(redis_server) is not None, "a worker to take the watch", timeout=180)
         holder = pending_consumer(redis_server)
         assert holder in workers
-        wait_for(lambda: (http.get(f"/streams/{SLICE_STREAM}/now").json().get("frames") or 0) >= 4,
-                 "the first frames analysed", timeout=180)
+        def first_end() -> float | None:
+            ended = [e for e in events() if e["kind"] == "segment_ended"]
+            return float(ended[0]["end_s"]) if ended else None
+
+        def events() -> list[dict[str, Any]]:
+            return [json.loads(fields["event"]) for _, fields in r.xrange(events_key)]
+
+        wait_for(lambda: first_end() is not None, "the first segment to end", timeout=180)
+        wait_for(lambda: (saved_checkpoint(redis_server) or 0.0) >= (first_end() or 0.0) - 0.01,
+                 "a checkpoint past the first segment", timeout=30)
         workers[holder].send_signal(signal.SIGKILL)
         workers[holder].wait(timeout=10)
         survivor = next(name for name in workers if name != holder)
@@ -101,10 +121,16 @@ def test_a_killed_workers_watch_is_taken_over_and_cancel_stops_a_watch(
                  timeout=60)
         wait_for(lambda: http.get(f"/streams/{SLICE_STREAM}/now").json().get("state") == "ended",
                  "the watch to end on the other worker", timeout=180)
-        kinds = [json.loads(fields["event"])["kind"] for _, fields in r.xrange(events_key)]
+        log = events()
+        kinds = [e["kind"] for e in log]
         assert kinds.count("watch_started") == 2 and kinds[-1] == "watch_ended", kinds
-        assert "segment_ended" in kinds
+        resumed = [e for e in log if e["kind"] == "watch_started"][1]
+        assert "going on from" in resumed["message"] and resumed["time_s"] > 0, resumed
+        ended = [e["product_id"] for e in log if e["kind"] == "segment_ended"]
+        assert len(ended) == len(set(ended)), log  # no segment ended twice: nothing before the checkpoint repeated
+        assert set(ended) >= {s.product_id for s in truth if s.product_id is not None}, log
         assert r.xpending(queue.REQUESTS, queue.GROUP)["pending"] == 0
+        assert not list(r.scan_iter(queue.CHECKPOINT_KEY.format(entry="*")))  # done: its checkpoint is gone
         assert not r.exists(queue.ACTIVE_KEY.format(stream=SLICE_STREAM))  # the stream is free again
 
         answer = http.post(f"/streams/{SLICE_STREAM}/watch", json={"source": str(video), "realtime": True})
