@@ -6,9 +6,10 @@ stalls or drops is reopened with backoff (frames already passed are skipped on t
 after `reconnects` tries (`SourceStalled`). A packet that does not decode is skipped and counted.
 `stop()` ends the reading at the next packet or timeout. Damage is counted (`ReadCounters.corrupt`): packets
 the demuxer flags corrupt or the decoder refuses, and gaps in the frame timestamps where damaged data was
-dropped (FFmpeg conceals most damage instead of failing). A reader given a `Checkpoint` goes on where an
-earlier reading of the same source got to: the same timeline, frames before the checkpoint skipped (a file
-is sought there first).
+dropped (FFmpeg conceals most damage instead of failing). A clock that goes back more than `_REWIND_S`
+(an HLS discontinuity, a restarted encoder) does not stop the timeline: it goes on from where it was.
+A reader given a `Checkpoint` goes on where an earlier reading of the same source got to: the same
+timeline, frames before the checkpoint skipped (a file is sought there first).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 _EPSILON_S = 1e-3
+#: A source clock that goes back this far is a new clock (an HLS discontinuity, an encoder restarted), not
+#: frames seen again: the timeline goes on from where it was. Larger than the window a live playlist
+#: replays when it is reopened (three segments of 6 s, commonly).
+_REWIND_S = 30.0
 #: A resumed file is sought this far before its checkpoint (a key frame at or before it, in most containers).
 _SEEK_MARGIN_S = 2.0
 #: Consecutive packets that fail to demux before the source counts as broken rather than damaged.
@@ -77,6 +82,7 @@ class ReadCounters:
     decoded: int = 0
     corrupt: int = 0
     reconnects: int = 0
+    rewinds: int = 0  # times the source's clock went back and the timeline went on
 
 
 class FrameReader:
@@ -93,6 +99,8 @@ class FrameReader:
         self._next_s = 0.0
         self._last_s = -1.0
         self._resume = resume
+        self._caught_up = True  # this opening has reached frames after the last one sampled
+        self._live_reopen = False  # this opening is a live source read again (its clock may have restarted)
         if resume is not None:
             self._origin, self._next_s, self._last_s = resume.origin, resume.time_s, resume.time_s - 2 * _EPSILON_S
 
@@ -125,6 +133,8 @@ class FrameReader:
             try:
                 with self._open() as container:
                     stream = _video_stream(container)
+                    self._caught_up = self._last_s < 0
+                    self._live_reopen = self._last_s >= 0 and not container.duration
                     frames = self._decoded(container, stream)
                     if self._resume is not None:
                         frames = _sought(container, frames, self._resume)
@@ -208,6 +218,13 @@ class FrameReader:
         if self._origin is None:
             self._origin = float(frame.time)
         time_s = float(frame.time) - self._origin
+        if time_s < self._last_s - _REWIND_S and (self._caught_up or self._live_reopen):
+            self._origin, time_s = float(frame.time) - self._next_s, self._next_s  # a new clock: go on
+            self.counters.rewinds += 1
+            log.info("source %s: its clock went back; the timeline goes on at %.2f s", self.url, time_s)
+        self._live_reopen = False
+        if time_s > self._last_s:
+            self._caught_up = True
         if time_s <= self._last_s + _EPSILON_S or time_s + _EPSILON_S < self._next_s:
             return None  # already passed (a reopened source starts again) or between samples
         if self.config.max_seconds is not None and time_s > self.config.max_seconds:

@@ -157,6 +157,22 @@ def test_a_reader_given_a_checkpoint_goes_on_from_it_on_the_same_timeline(
     assert [frame.time_s for frame in resumed.frames()] == [t for t in times if t >= middle]
 
 
+def test_a_source_whose_clock_goes_back_is_followed_on_one_timeline(tmp_path: Path) -> None:
+    """Two MPEG-TS recordings back to back: the second's timestamps start again (what an HLS discontinuity
+    or a restarted encoder sends). Every due frame is still sampled, on a timeline that keeps going."""
+    def recording(seconds: float, path: Path) -> bytes:
+        write_ts([np.full((64, 64, 3), n % 250, dtype=np.uint8) for n in range(round(seconds * 12))], path)
+        return path.read_bytes()
+
+    joined = tmp_path / "restarted.ts"
+    joined.write_bytes(recording(36.0, tmp_path / "first.ts") + recording(4.0, tmp_path / "second.ts"))
+    reader = FrameReader(str(joined), SourceConfig(sample_fps=4.0))
+    times = [frame.time_s for frame in reader.frames()]
+    assert reader.counters.rewinds == 1
+    assert all(b > a for a, b in zip(times, times[1:], strict=False))  # one timeline, always forward
+    assert len(times) >= 4 * 40 - 4 and times[-1] > 39.0  # the second recording was watched too
+
+
 def test_a_file_that_is_not_a_video_exits_1_with_the_reason(slice_index_root: Path, tmp_path: Path) -> None:
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(bytes((i * 7919) % 256 for i in range(50_000)))
