@@ -251,7 +251,8 @@ class SegmentOut(BaseModel):
     end_s: float
     score: float
     best: dict[str, Any] | None = Field(
-        None, description="The best frame: `time_s`, `score`, `width`, `height`, `image_id`, `boxes` that matched."
+        None, description="The best frame: `time_s`, `score`, `width`, `height`, `image_id`, `boxes` that matched "
+        "(in the frame's pixels), `jpeg` (the frame at most 320 pixels a side, base64)."
     )
 
 

@@ -144,13 +144,18 @@ async function showSegment(segment, index) {
     (best ? `; best frame at ${formatSeconds(best.time_s)} (${best.boxes.length} matching boxes)` : "");
   const canvas = $("segment-frame");
   canvas.classList.remove("drawn");
-  if (!best || !timeline.videoUrl) {
+  if (!best || !(best.jpeg || timeline.videoUrl)) {
     canvas.hidden = true;
     return;
   }
   canvas.hidden = false;
-  const image = await frameAt(timeline.videoUrl, best.time_s);
-  drawFrame(canvas, image, best.boxes, -1);
+  // The event's own picture of the moment (a live watch's frame is gone), else the uploaded clip's frame.
+  const image = best.jpeg
+    ? await loadImage(`data:image/jpeg;base64,${best.jpeg}`)
+    : await frameAt(timeline.videoUrl, best.time_s);
+  const scale = image.naturalWidth / best.width;
+  const boxes = best.boxes.map((b) => ({ ...b, box: b.box.map((v) => v * scale) }));
+  drawFrame(canvas, image, boxes, -1);
 }
 
 function frameAt(url, seconds) {

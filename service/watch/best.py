@@ -1,30 +1,44 @@
-"""Each segment's best frame: when its product scored highest, and the boxes that matched it.
+"""Each segment's best frame: when its product scored highest, the boxes that matched it, and a small
+picture of it.
 
-The watcher shows it to everyone who reads a `segment_ended` event (the demo page draws the boxes on that
-moment of the video). Boxes only, no pixels: events stay small enough for SSE, Redis and webhooks.
+The watcher shows it to everyone who reads a `segment_ended` event: the demo page draws the boxes on the
+picture, so a live watch's segments can be looked at after the moment has gone. The picture is a JPEG of
+at most `PICTURE_SIDE` pixels a side (about 10 KB, base64 in the event), small enough for SSE, Redis and
+webhooks; one is encoded per frame at most, and only when the frame becomes some product's best.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 from service.values import Identification
 from service.watch.segments import Segment
+
+#: The longest side of a best frame's picture, in pixels, and its JPEG quality.
+PICTURE_SIDE = 320
+PICTURE_QUALITY = 75
 
 
 @dataclass(frozen=True, slots=True)
 class BestFrame:
     time_s: float
     score: float
-    width: int
+    width: int  # the frame's size: the boxes are in its pixels
     height: int
     image_id: str | None  # the catalogue image the best box matched
     boxes: tuple[dict[str, Any], ...]  # {"box", "label", "similarity"} of the boxes that matched the product
+    jpeg: str | None = None  # the frame, downscaled, as base64 JPEG
 
     def as_dict(self) -> dict[str, Any]:
-        return {"time_s": self.time_s, "score": self.score, "width": self.width, "height": self.height,
+        best = {"time_s": self.time_s, "score": self.score, "width": self.width, "height": self.height,
                 "image_id": self.image_id, "boxes": list(self.boxes)}
+        return best | ({"jpeg": self.jpeg} if self.jpeg is not None else {})
 
 
 class BestFrames:
@@ -36,16 +50,22 @@ class BestFrames:
     def __init__(self) -> None:
         self._best: dict[str, BestFrame] = {}
 
-    def see(self, time_s: float, answer: Identification) -> None:
+    def see(self, time_s: float, answer: Identification, image: np.ndarray | None = None) -> None:
+        """Keep the frame for each product it scores higher than before (`image`: its RGB pixels)."""
         if not answer.frames:
             return
+        picture: str | None = None
         for product in answer.products:
             known = self._best.get(product.product_id)
             if known is None or product.score > known.score:
-                self._best[product.product_id] = self._frame(time_s, answer, product.product_id, product.score)
+                if picture is None and image is not None:
+                    picture = _picture(image)
+                self._best[product.product_id] = self._frame(time_s, answer, product.product_id, product.score,
+                                                             picture)
 
     @staticmethod
-    def _frame(time_s: float, answer: Identification, product_id: str, score: float) -> BestFrame:
+    def _frame(time_s: float, answer: Identification, product_id: str, score: float,
+               picture: str | None) -> BestFrame:
         frame = answer.frames[0]
         boxes, image_id, best_similarity = [], None, -1.0
         for evidence in frame.boxes:
@@ -56,7 +76,7 @@ class BestFrames:
                               "similarity": round(match.similarity, 4)})
                 if match.similarity > best_similarity:
                     image_id, best_similarity = match.image_id, match.similarity
-        return BestFrame(time_s, round(score, 4), frame.width, frame.height, image_id, tuple(boxes))
+        return BestFrame(time_s, round(score, 4), frame.width, frame.height, image_id, tuple(boxes), picture)
 
     def take(self, segment: Segment) -> BestFrame | None:
         """The segment's best frame (inside its span), forgotten afterwards."""
@@ -64,3 +84,12 @@ class BestFrames:
         if best is None or not segment.start_s <= best.time_s <= segment.end_s:
             return None
         return best
+
+
+def _picture(image: np.ndarray) -> str:
+    """The RGB frame at most PICTURE_SIDE a side, as base64 JPEG."""
+    still = Image.fromarray(image)
+    still.thumbnail((PICTURE_SIDE, PICTURE_SIDE))
+    out = io.BytesIO()
+    still.save(out, format="JPEG", quality=PICTURE_QUALITY)
+    return base64.b64encode(out.getvalue()).decode("ascii")

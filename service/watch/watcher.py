@@ -211,7 +211,7 @@ class Watcher:
         metrics = self.state.metrics
         metrics.watch_frames.inc()
         metrics.watch_lag.labels(self.stream_id).set(lag)
-        self.best.see(frame.time_s, answer)
+        self.best.see(frame.time_s, answer, frame.image)
         changes = self.segmenter.feed(obs)
         await self._publish(changes)
         counters = self.reader.counters

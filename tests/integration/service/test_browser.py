@@ -322,3 +322,5 @@ def test_following_a_running_watcher_draws_its_segments_as_they_end(
     assert [blocks.nth(i).get_attribute("data-product") for i in range(blocks.count())] == list(TIMELINE_PRODUCTS)
     blocks.nth(0).click()
     assert TIMELINE_PRODUCTS[0] in page.inner_text("#segment-text")
+    page.wait_for_selector("#segment-frame.drawn", timeout=30_000)  # the event's picture, with its boxes
+    assert int(page.locator("#segment-frame").get_attribute("data-boxes") or 0) > 0
