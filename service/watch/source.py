@@ -136,9 +136,9 @@ class FrameReader:
                     self._caught_up = self._last_s < 0
                     self._live_reopen = self._last_s >= 0 and not container.duration
                     frames = self._decoded(container, stream)
-                    if self._resume is not None:
+                    if self._resume is not None and container.duration:  # a file; a live source goes on live
                         frames = _sought(container, frames, self._resume)
-                        self._resume = None  # once: a reopened source is skipped forward frame by frame
+                    self._resume = None  # once: a reopened source is skipped forward frame by frame
                     for frame in frames:
                         sampled = self._sample(frame)
                         if sampled is not None:  # progress on the timeline: the source is back
@@ -274,7 +274,7 @@ def _sought(
     container: av.container.InputContainer, frames: Iterator[av.VideoFrame], checkpoint: Checkpoint
 ) -> Iterator[av.VideoFrame]:
     """`frames` from a key frame shortly before the checkpoint; `_Overshot` when the first is past it. A
-    source that cannot seek (live) is read on from where it is."""
+    file that cannot seek is read on from its start."""
     target = checkpoint.origin + max(0.0, checkpoint.time_s - _SEEK_MARGIN_S)
     try:
         container.seek(int(target * av.time_base), backward=True)
