@@ -1,8 +1,8 @@
 "use strict";
 // The demo page's timeline: watch the chosen clip like a stream (POST /timeline), or follow the stream's
 // running watcher (its Server-Sent Events), and draw the product segments as a bar with each product's
-// shop image. Clicking a segment shows its best frame with the boxes that matched (from the uploaded clip,
-// seeked to that moment) and the segment's details. Uses demo.js's helpers ($, el, colour, api, postForm,
+// shop image. Clicking a segment shows its best frame with the boxes that matched (the uploaded clip seeked
+// to that moment, or the event's own small picture for a live watcher) and the segment's details. Uses demo.js's helpers ($, el, colour, api, postForm,
 // catalogueImage, loadImage, drawFrame, selectedStream).
 
 const timeline = { segments: [], duration: 0, streamId: null, videoUrl: null, events: null };
@@ -149,10 +149,10 @@ async function showSegment(segment, index) {
     return;
   }
   canvas.hidden = false;
-  // The event's own picture of the moment (a live watch's frame is gone), else the uploaded clip's frame.
-  const image = best.jpeg
-    ? await loadImage(`data:image/jpeg;base64,${best.jpeg}`)
-    : await frameAt(timeline.videoUrl, best.time_s);
+  // The uploaded clip's own frame (full size), else the event's small picture (a live watch's frame is gone).
+  const image = timeline.videoUrl
+    ? await frameAt(timeline.videoUrl, best.time_s)
+    : await loadImage(`data:image/jpeg;base64,${best.jpeg}`);
   const scale = image.naturalWidth / best.width;
   const boxes = best.boxes.map((b) => ({ ...b, box: b.box.map((v) => v * scale) }));
   drawFrame(canvas, image, boxes, -1);

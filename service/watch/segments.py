@@ -25,6 +25,7 @@ Pure and synchronous: the watcher feeds it, the tuning script replays recorded a
 from __future__ import annotations
 
 from collections import Counter, defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from watchbuy.settings import Settings
@@ -61,7 +62,7 @@ class Segment:
     score: float  # pooled vote: the product's mean score over the segment's frames; else over those it led
 
 
-def _pooled(frames: list[Observation]) -> dict[str, float]:
+def _pooled(frames: Iterable[Observation]) -> dict[str, float]:
     """Each product's summed score over the frames' top products."""
     sums: defaultdict[str, float] = defaultdict(float)
     for o in frames:
@@ -195,7 +196,7 @@ class Segmenter:
     def _qualified_leader(self) -> str | None:
         n = len(self._window)
         if self.config.pooled:  # the window's mean score per product must clear the stream's threshold
-            pooled = _pooled(list(self._window))
+            pooled = _pooled(self._window)
             if not pooled:
                 return None
             product = max(pooled, key=pooled.__getitem__)

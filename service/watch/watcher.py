@@ -24,7 +24,7 @@ from service.errors import Overloaded
 from service.identify import identify
 from service.state import ServiceState
 from service.values import DecodedFrame, DecodedImages, Identification, IdentifyQuery
-from service.watch.best import BestFrames
+from service.watch.best import BestFrames, picture
 from service.watch.events import EventKind, EventSink, WatchEvent, WatchState, WatchStatus
 from service.watch.segments import Changes, Observation, Segment, SegmentConfig, Segmenter
 from service.watch.source import Checkpoint, FrameReader, SourceConfig, SourceError, SourceFrame, SourceStalled
@@ -211,7 +211,8 @@ class Watcher:
         metrics = self.state.metrics
         metrics.watch_frames.inc()
         metrics.watch_lag.labels(self.stream_id).set(lag)
-        self.best.see(frame.time_s, answer, frame.image)
+        if self.best.improves(answer):  # the JPEG off the event loop, which also serves the API
+            self.best.see(frame.time_s, answer, await anyio.to_thread.run_sync(picture, frame.image))
         changes = self.segmenter.feed(obs)
         await self._publish(changes)
         counters = self.reader.counters
